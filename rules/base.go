@@ -1,0 +1,56 @@
+package rules
+
+// baseChains are the fixed chains: the hooks nftproxy attaches to and the
+// shared chains they dispatch to. Their rules never depend on how many
+// Services exist; the per-Service data lives in the maps they look up.
+func baseChains(tb *tableBuilder) []*Chain {
+	dispatch := []Stmt{VerdictMap{Keys: []LookupKey{KeyDaddr, KeyL4Proto, KeyDport}, Map: MapServiceIPs}}
+	nodePorts := []Stmt{MatchSet{Field: Daddr, Set: SetNodePortIPs}, VerdictMap{Keys: []LookupKey{KeyL4Proto, KeyDport}, Map: MapServiceNodePorts}}
+	check := []Stmt{VerdictMap{Keys: []LookupKey{KeyDaddr, KeyL4Proto, KeyDport}, Map: MapNoEndpointService}}
+	checkNodePorts := []Stmt{MatchSet{Field: Daddr, Set: SetNodePortIPs}, VerdictMap{Keys: []LookupKey{KeyL4Proto, KeyDport}, Map: MapNoEndpointNodePort}}
+	toCheck := []Stmt{MatchCtNew{}, Verdict{Kind: Jump, Chain: ChainEndpointsCheck}}
+	return []*Chain{
+		// DNAT happens where a packet enters (prerouting) or is sent by the
+		// node itself (output), at the standard dstnat priority.
+		hooked(ChainNATPrerouting, ChainNAT, "prerouting", PriorityDstNAT, jump(ChainServices)),
+		hooked(ChainNATOutput, ChainNAT, "output", PriorityDstNAT, jump(ChainServices)),
+		hooked(ChainNATPostrouting, ChainNAT, "postrouting", PrioritySrcNAT, jump(ChainMasquerading)),
+		// A Service port without endpoints is never DNATed, so its packets
+		// keep the Service address; these filter chains refuse them.
+		hooked(ChainFilterInput, ChainFilter, "input", PriorityFilter, Rule{Stmts: toCheck}),
+		hooked(ChainFilterForward, ChainFilter, "forward", PriorityFilter, Rule{Stmts: toCheck}),
+		hooked(ChainFilterOutput, ChainFilter, "output", PriorityFilter, Rule{Stmts: toCheck}),
+		{Name: ChainServices, Rules: []Rule{{Stmts: dispatch}, {Stmts: nodePorts}}},
+		{Name: ChainEndpointsCheck, Rules: []Rule{{Stmts: check}, {Stmts: checkNodePorts}}},
+		{Name: ChainMasquerading, Rules: masqueradingRules(tb.mark)},
+		{Name: ChainMarkForMasq, Rules: []Rule{{Stmts: []Stmt{SetMark{Bits: tb.mark}}}}},
+		{Name: ChainRejectNoEndpoint, Rules: []Rule{
+			{Stmts: []Stmt{MatchProto{Proto: ProtoTCP}, Reject{TCPReset: true}}},
+			{Stmts: []Stmt{Reject{}}},
+		}},
+	}
+}
+
+// masqueradingRules masquerade a pod that reached itself through a Service
+// (otherwise its reply would skip the node and never be un-NATed), and any
+// packet marked for it on the way in.
+func masqueradingRules(mark uint32) []Rule {
+	return []Rule{
+		{Stmts: []Stmt{MatchCtDNAT{}, MatchAddrPair{Set: SetHairpinEndpoints}, Masquerade{}}},
+		{Stmts: []Stmt{MatchMarkClear{Bits: mark}, Verdict{Kind: Return}}},
+		// Clear the bit so that a packet that is routed again (a tunnel, a
+		// second namespace) is not masqueraded twice.
+		{Stmts: []Stmt{ClearMark{Bits: mark}}},
+		{Stmts: []Stmt{Masquerade{}}},
+	}
+}
+
+func hooked(name string, typ ChainType, hook string, prio int32, rules ...Rule) *Chain {
+	return &Chain{Name: name, Hook: &Hook{Type: typ, Hook: hook, Priority: prio}, Rules: rules}
+}
+
+func jump(chain string) Rule {
+	return Rule{Stmts: []Stmt{Verdict{Kind: Jump, Chain: chain}}}
+}
+
+func goTo(chain string) Verdict { return Verdict{Kind: Goto, Chain: chain} }

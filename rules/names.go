@@ -1,0 +1,114 @@
+package rules
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// TableName is the name of nftproxy's table in both families.
+const TableName = "nftproxy"
+
+// Names of the fixed chains, sets and maps. Per-Service objects get their
+// names from the helpers below.
+const (
+	ChainNATPrerouting    = "nat-prerouting"
+	ChainNATOutput        = "nat-output"
+	ChainNATPostrouting   = "nat-postrouting"
+	ChainFilterInput      = "filter-input"
+	ChainFilterForward    = "filter-forward"
+	ChainFilterOutput     = "filter-output"
+	ChainServices         = "services"
+	ChainEndpointsCheck   = "endpoints-check"
+	ChainMasquerading     = "masquerading"
+	ChainMarkForMasq      = "mark-for-masquerade"
+	ChainRejectNoEndpoint = "reject-no-endpoints"
+
+	SetClusterCIDRs      = "cluster-cidrs"
+	SetHairpinEndpoints  = "hairpin-endpoints"
+	MapServiceIPs        = "service-ips"
+	MapNoEndpointService = "no-endpoint-services"
+)
+
+// Hook priorities. NAT chains use the standard dstnat/srcnat priorities.
+// The filter chains run just before the standard filter priority (0) so that
+// a Service without endpoints is refused before a host firewall's own
+// filter rules see the packet.
+const (
+	PriorityDstNAT int32 = -100
+	PrioritySrcNAT int32 = 100
+	PriorityFilter int32 = -10
+)
+
+// maxNameLen is the kernel's limit on chain and set names (NFT_NAME_MAXLEN
+// is 256 including the terminating NUL).
+const maxNameLen = 255
+
+// maxCommentLen is nft's limit on a comment.
+const maxCommentLen = 128
+
+// objectName builds the name of a per-Service object: a prefix, a short
+// hash of the full identity (so that cut or look-alike names stay unique)
+// and the readable identity itself, cut to the kernel's limit.
+// Salt joins the hash without showing in the name.
+func objectName(prefix, id string, salt ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(append([]string{prefix, id}, salt...), "\x00")))
+	h := strings.ToLower(base32.StdEncoding.EncodeToString(sum[:])[:8])
+	name := prefix + "-" + h + "-" + id
+	if len(name) > maxNameLen {
+		name = name[:maxNameLen]
+	}
+	return name
+}
+
+// PortID identifies one port of one Service in one IP family.
+type PortID struct {
+	Namespace string
+	Name      string
+	Port      string // the Service port's name, or its number when unnamed
+	Proto     Proto
+}
+
+// String is "namespace/name/proto/port", the readable part of chain names.
+func (p PortID) String() string {
+	return fmt.Sprintf("%s/%s/%s/%s", p.Namespace, p.Name, p.Proto, p.Port)
+}
+
+// Comment is "namespace/name:port", the comment on every rule and element
+// that serves this Service port.
+func (p PortID) Comment() string {
+	c := fmt.Sprintf("%s/%s:%s", p.Namespace, p.Name, p.Port)
+	if len(c) > maxCommentLen {
+		c = c[:maxCommentLen]
+	}
+	return c
+}
+
+// ServiceChain is the chain that picks an endpoint among all usable ones.
+func (p PortID) ServiceChain() string { return objectName("svc", p.String()) }
+
+// ExternalChain is the chain for traffic arriving from outside the cluster
+// (node ports, load-balancer IPs, external IPs).
+func (p PortID) ExternalChain() string { return objectName("ext", p.String()) }
+
+// LocalChain is the chain that picks among this node's endpoints only.
+func (p PortID) LocalChain() string { return objectName("local", p.String()) }
+
+// EndpointChain is the chain of one endpoint of a Service port with
+// session affinity; it records the client and rewrites the destination.
+func (p PortID) EndpointChain(ep netip.AddrPort) string {
+	return objectName("ep", p.String()+"__"+endpointText(ep))
+}
+
+// AffinitySet is the dynamic set of clients pinned to one endpoint.
+// The timeout is part of the hashed identity: a changed timeout needs a new
+// set, because a set's timeout cannot be changed in place.
+func (p PortID) AffinitySet(ep netip.AddrPort, timeoutSeconds int32) string {
+	return objectName("aff", p.String()+"__"+endpointText(ep), fmt.Sprint(timeoutSeconds))
+}
+
+func endpointText(ep netip.AddrPort) string {
+	return fmt.Sprintf("%s/%d", ep.Addr(), ep.Port())
+}
