@@ -157,9 +157,10 @@ func (r Rule) Text(f Family) string {
 
 func priorityText(h *Hook) string {
 	switch {
-	case h.Type == ChainNAT && h.Priority == PriorityDstNAT && (h.Hook == "prerouting" || h.Hook == "output"):
+	// nft 1.0.6 knows these names only on these hooks.
+	case h.Priority == PriorityDstNAT && h.Hook == "prerouting":
 		return "dstnat"
-	case h.Type == ChainNAT && h.Priority == PrioritySrcNAT && (h.Hook == "postrouting" || h.Hook == "input"):
+	case h.Priority == PrioritySrcNAT && h.Hook == "postrouting":
 		return "srcnat"
 	}
 	return fmt.Sprint(h.Priority)

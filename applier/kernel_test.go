@@ -1,0 +1,145 @@
+package applier_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netns"
+
+	"github.com/nftproxy/nftproxy/applier"
+	"github.com/nftproxy/nftproxy/rules"
+	"github.com/nftproxy/nftproxy/rules/rulestest"
+)
+
+// TestAgreement proves the two renderings of the model agree: for every
+// golden case, the nft text loaded with `nft -f` and the netlink
+// transaction of the applier leave the kernel with the same tables.
+func TestAgreement(t *testing.T) {
+	for _, c := range rulestest.Cases() {
+		t.Run(c.Name, func(t *testing.T) {
+			t.Parallel()
+			s, _ := c.Snapshot(t)
+			rs := rules.Build(s).Ruleset
+
+			viaText := newNamespace(t)
+			nft(t, viaText, "-f", writeTemp(t, rs.String()))
+
+			viaNetlink := newNamespace(t)
+			a := applier.New(applier.Options{NetNSFd: nsFd(t, viaNetlink)})
+			_, err := a.Apply(context.Background(), rs)
+			require.NoError(t, err)
+
+			for _, f := range families(rs) {
+				want := normalize(nft(t, viaText, "list", "table", f.String(), rules.TableName))
+				got := normalize(nft(t, viaNetlink, "list", "table", f.String(), rules.TableName))
+				assert.Equal(t, want, got, "table %s %s", f, rules.TableName)
+			}
+		})
+	}
+}
+
+// TestSecondApplyIsNoop shows that an unchanged ruleset sends nothing.
+func TestSecondApplyIsNoop(t *testing.T) {
+	c := rulestest.Cases()[0]
+	s, _ := c.Snapshot(t)
+	rs := rules.Build(s).Ruleset
+	a := applier.New(applier.Options{NetNSFd: nsFd(t, newNamespace(t))})
+	st, err := a.Apply(context.Background(), rs)
+	require.NoError(t, err)
+	assert.True(t, st.Full)
+	st, err = a.Apply(context.Background(), rs)
+	require.NoError(t, err)
+	assert.True(t, st.Noop, "%+v", st)
+}
+
+func families(rs *rules.Ruleset) []rules.Family {
+	var out []rules.Family
+	for _, t := range rs.Tables {
+		out = append(out, t.Family)
+	}
+	return out
+}
+
+// normalize makes two listings of equal content compare equal: the kernel
+// lists chains and sets in the order they were created, and set elements
+// in hash order, neither of which is part of the content.
+func normalize(listing string) string {
+	var blocks []string
+	var cur []string
+	for _, line := range strings.Split(listing, "\n") {
+		switch {
+		case strings.HasPrefix(line, "\tset "), strings.HasPrefix(line, "\tmap "), strings.HasPrefix(line, "\tchain "):
+			cur = []string{line}
+		case line == "\t}" && cur != nil:
+			cur = append(cur, line)
+			blocks = append(blocks, normalizeBlock(cur))
+			cur = nil
+		case cur != nil:
+			cur = append(cur, line)
+		}
+	}
+	slices.Sort(blocks)
+	return strings.Join(blocks, "\n")
+}
+
+var elementsRe = regexp.MustCompile(`(?s)elements = \{(.*?)\}\n`)
+
+func normalizeBlock(lines []string) string {
+	text := strings.Join(lines, "\n") + "\n"
+	return elementsRe.ReplaceAllStringFunc(text, func(m string) string {
+		inner := elementsRe.FindStringSubmatch(m)[1]
+		var items []string
+		for _, it := range strings.Split(inner, ",") {
+			items = append(items, strings.TrimSpace(it))
+		}
+		slices.Sort(items)
+		return "elements = { " + strings.Join(items, ", ") + " }\n"
+	})
+}
+
+func nft(t *testing.T, ns string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
+	require.NoError(t, err, "nft %s: %s", strings.Join(args, " "), out)
+	return string(out)
+}
+
+func writeTemp(t *testing.T, text string) string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "*.nft")
+	require.NoError(t, err)
+	_, err = f.WriteString(text)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	return f.Name()
+}
+
+// newNamespace creates an empty network namespace with a unique name and
+// removes it when the test ends.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "nftp-ap-" + hex.EncodeToString(b)
+	out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
+	require.NoError(t, err, "ip netns add: %s", out)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	return name
+}
+
+func nsFd(t *testing.T, name string) int {
+	t.Helper()
+	h, err := netns.GetFromName(name)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Close() })
+	return int(h)
+}
