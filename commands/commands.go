@@ -5,6 +5,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/nftproxy/nftproxy/internal/version"
 )
 
 // Command runs one subcommand and returns its exit status.
@@ -14,9 +16,17 @@ var table = map[string]struct {
 	run  Command
 	help string
 }{
+	"run":     {Run, "keep this node's ruleset equal to the cluster's Services (the default)"},
 	"render":  {Render, "print the ruleset for a dump of Services, EndpointSlices and Nodes"},
 	"apply":   {Apply, "program that ruleset into this network namespace, in one transaction"},
+	"version": {Version, "print the version, commit and Go version"},
 	"cleanup": {Cleanup, "remove nftproxy's tables from this network namespace"},
+}
+
+// Version prints the version of this binary.
+func Version(_ []string, stdout, _ io.Writer) int {
+	fmt.Fprintln(stdout, version.String())
+	return ExitOK
 }
 
 // Lookup finds a subcommand by name.

@@ -1,0 +1,153 @@
+// Package controllers watches the objects a node's Service proxy depends
+// on and asks for a sync when any of them changes. It never touches
+// netlink: it hands a snapshot to the proxy.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nftproxy/nftproxy/proxy"
+	"github.com/nftproxy/nftproxy/rules"
+)
+
+// syncKey is the one work-queue key: every event asks for the same sync,
+// so a burst of events coalesces into one.
+var syncKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "sync"}}
+
+// ProxyReconciler turns the watched objects into a snapshot and syncs it.
+type ProxyReconciler struct {
+	Reader  client.Reader
+	Proxier *proxy.Proxier
+	Config  rules.Config
+	// MinSyncPeriod bounds how often the kernel is written.
+	MinSyncPeriod time.Duration
+	// SyncPeriod is how often the kernel is checked and repaired with no
+	// event at all.
+	SyncPeriod time.Duration
+	// Queued is told of every event, for health reporting; may be nil.
+	Queued func()
+	// LocalAddresses lists this node's addresses when NodePort addresses
+	// are chosen by CIDR; may be nil.
+	LocalAddresses func() ([]netip.Addr, error)
+
+	mu       sync.Mutex
+	lastSync time.Time
+}
+
+// Reconcile runs one sync, no sooner than MinSyncPeriod after the last.
+func (r *ProxyReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if wait := r.MinSyncPeriod - time.Since(r.lastSync); wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	snap, err := r.snapshot(ctx)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	r.lastSync = time.Now()
+	out, err := r.Proxier.Sync(ctx, snap)
+	if err != nil {
+		// The work queue retries with exponential backoff.
+		return reconcile.Result{}, err
+	}
+	if out.Again {
+		return reconcile.Result{RequeueAfter: r.MinSyncPeriod}, nil
+	}
+	return reconcile.Result{RequeueAfter: r.SyncPeriod}, nil
+}
+
+func (r *ProxyReconciler) snapshot(ctx context.Context) (rules.Snapshot, error) {
+	var services corev1.ServiceList
+	if err := r.Reader.List(ctx, &services); err != nil {
+		return rules.Snapshot{}, fmt.Errorf("listing Services: %w", err)
+	}
+	var slices discoveryv1.EndpointSliceList
+	if err := r.Reader.List(ctx, &slices); err != nil {
+		return rules.Snapshot{}, fmt.Errorf("listing EndpointSlices: %w", err)
+	}
+	snap := rules.Snapshot{Config: r.Config}
+	snap.Services = make([]*corev1.Service, 0, len(services.Items))
+	for i := range services.Items {
+		snap.Services = append(snap.Services, &services.Items[i])
+	}
+	snap.EndpointSlices = make([]*discoveryv1.EndpointSlice, 0, len(slices.Items))
+	for i := range slices.Items {
+		snap.EndpointSlices = append(snap.EndpointSlices, &slices.Items[i])
+	}
+	var node corev1.Node
+	switch err := r.Reader.Get(ctx, types.NamespacedName{Name: r.Config.NodeName}, &node); {
+	case err == nil:
+		snap.Node = &node
+	case !apierrors.IsNotFound(err):
+		return rules.Snapshot{}, fmt.Errorf("getting Node %s: %w", r.Config.NodeName, err)
+	}
+	if r.LocalAddresses != nil && len(r.Config.NodePortAddresses) > 0 {
+		addrs, err := r.LocalAddresses()
+		if err != nil {
+			return rules.Snapshot{}, fmt.Errorf("listing this node's addresses: %w", err)
+		}
+		snap.LocalAddresses = addrs
+	}
+	return snap, nil
+}
+
+// SetupWithManager registers the controller: Services, EndpointSlices and
+// this node's Node all map to the one sync key.
+func (r *ProxyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	toSync := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		if r.Queued != nil {
+			r.Queued()
+		}
+		return []reconcile.Request{syncKey}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("nftproxy").
+		Watches(&corev1.Service{}, toSync).
+		Watches(&discoveryv1.EndpointSlice{}, toSync).
+		Watches(&corev1.Node{}, toSync).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: 1,
+			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
+		}).
+		Complete(r)
+}
+
+// CacheOptions filter what the API server sends as early as it can: no
+// Service of another proxy, no headless Service, only this node's Node,
+// and no managed fields kept in memory.
+func CacheOptions(nodeName string) cache.Options {
+	notOtherProxy, _ := labels.NewRequirement(rules.LabelServiceProxyName, selection.DoesNotExist, nil)
+	notHeadless, _ := labels.NewRequirement(rules.LabelHeadless, selection.DoesNotExist, nil)
+	selector := labels.NewSelector().Add(*notOtherProxy, *notHeadless)
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Service{}: {
+				Label: selector,
+				Field: fields.OneTermNotEqualSelector("spec.clusterIP", corev1.ClusterIPNone),
+			},
+			&discoveryv1.EndpointSlice{}: {Label: selector},
+			&corev1.Node{}:               {Field: fields.OneTermEqualSelector("metadata.name", nodeName)},
+		},
+	}
+}

@@ -1,0 +1,149 @@
+// Package health tracks whether the proxy keeps up with the cluster and
+// serves that on /healthz and /readyz, with kube-proxy's meanings.
+package health
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// State is the proxy's health. It is safe for concurrent use.
+type State struct {
+	syncPeriod time.Duration
+	now        func() time.Time
+
+	mu          sync.Mutex
+	pending     bool
+	lastSuccess time.Time
+	ready       bool
+	lastError   error
+}
+
+// NewState returns a State for a proxy that re-checks its rules every
+// syncPeriod.
+func NewState(syncPeriod time.Duration) *State {
+	return &State{syncPeriod: syncPeriod, now: time.Now}
+}
+
+// Queued records that a change waits to be programmed.
+func (s *State) Queued() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending = true
+}
+
+// Synced records the outcome of a sync. Changes queued while it ran are
+// not cleared: the caller queues again after a sync that saw them.
+func (s *State) Synced(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastError = err
+	if err != nil {
+		return
+	}
+	s.pending = false
+	s.lastSuccess = s.now()
+	s.ready = true
+}
+
+// Healthy is false when changes are pending and the last successful sync
+// is older than twice the sync period: the proxy is stuck.
+func (s *State) Healthy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.healthy()
+}
+
+func (s *State) healthy() bool {
+	if !s.pending {
+		return true
+	}
+	return !s.lastSuccess.IsZero() && s.now().Sub(s.lastSuccess) <= 2*s.syncPeriod
+}
+
+// Ready is true once the first full sync succeeded.
+func (s *State) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
+// status is the body of both endpoints, as kube-proxy writes it.
+type status struct {
+	LastUpdated string `json:"lastUpdated"`
+	CurrentTime string `json:"currentTime"`
+	NodeHealthy bool   `json:"nodeHealthy"`
+	Error       string `json:"error,omitempty"`
+}
+
+func (s *State) status() status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := status{CurrentTime: s.now().UTC().Format(time.RFC3339Nano), NodeHealthy: s.healthy()}
+	if !s.lastSuccess.IsZero() {
+		st.LastUpdated = s.lastSuccess.UTC().Format(time.RFC3339Nano)
+	}
+	if s.lastError != nil {
+		st.Error = s.lastError.Error()
+	}
+	return st
+}
+
+// Handler serves GET and HEAD on /healthz, /livez and /readyz, and nothing
+// else: the endpoint is read-only.
+func (s *State) Handler() http.Handler {
+	mux := http.NewServeMux()
+	probe := func(ok func() bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				w.Header().Set("Allow", "GET, HEAD")
+				http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			if !ok() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			_ = json.NewEncoder(w).Encode(s.status())
+		}
+	}
+	mux.Handle("/healthz", probe(s.Healthy))
+	mux.Handle("/livez", probe(s.Healthy))
+	mux.Handle("/readyz", probe(s.Ready))
+	return mux
+}
+
+// Serve listens on addr and serves Handler until ctx ends.
+func (s *State) Serve(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening for health checks on %s: %w", addr, err)
+	}
+	return ServeListener(ctx, ln, s.Handler())
+}
+
+// ServeListener serves h on ln until ctx ends, then shuts down gracefully.
+func ServeListener(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := srv.Shutdown(shutdownCtx)
+		if e := <-done; !errors.Is(e, http.ErrServerClosed) {
+			err = errors.Join(err, e)
+		}
+		return err
+	}
+}

@@ -1,0 +1,204 @@
+// Package proxy runs one sync: it builds the desired ruleset from a
+// snapshot, commits it, and reports the outcome in metrics, health, logs
+// and Events. It knows nothing of watches or caches; the controller calls it.
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nftproxy/nftproxy/applier"
+	"github.com/nftproxy/nftproxy/health"
+	"github.com/nftproxy/nftproxy/metrics"
+	"github.com/nftproxy/nftproxy/rules"
+)
+
+// EventRecorder records Kubernetes Events; events.EventRecorder fits.
+type EventRecorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// Applier is what the proxy needs of the kernel side.
+type Applier interface {
+	Apply(ctx context.Context, rs *rules.Ruleset) (applier.Stats, error)
+	Changed() (bool, error)
+	Invalidate()
+}
+
+// Proxier syncs the kernel with snapshots. One sync runs at a time.
+type Proxier struct {
+	Applier  Applier
+	Metrics  *metrics.Metrics
+	Health   *health.State
+	Recorder EventRecorder
+	// Conntrack, when set, is told which flows became stale after each
+	// successful commit.
+	Conntrack StaleFlowCleaner
+
+	now func() time.Time
+	// reported are the problems already told in an Event, so that a broken
+	// object is reported once, not at every sync.
+	reported map[string]bool
+	// triggers are the EndpointSlice trigger times already measured.
+	triggers map[types.UID]string
+	// last is the ruleset of the last successful commit.
+	last *rules.Ruleset
+}
+
+// StaleFlowCleaner deletes conntrack entries that point at endpoints the
+// new ruleset no longer uses.
+type StaleFlowCleaner interface {
+	Clean(ctx context.Context, before, after *rules.Ruleset) (int, error)
+}
+
+// Outcome says what a sync did.
+type Outcome struct {
+	Stats applier.Stats
+	// Again asks for another sync soon: objects were emptied by this commit
+	// and wait to be deleted by the next.
+	Again bool
+}
+
+// Sync builds the ruleset of s and commits it.
+func (p *Proxier) Sync(ctx context.Context, s rules.Snapshot) (Outcome, error) {
+	log := logr.FromContextOrDiscard(ctx)
+	now := p.clock()
+	start := now()
+
+	res := rules.Build(s)
+	p.report(ctx, s, res.Problems)
+
+	if changed, err := p.Applier.Changed(); err != nil {
+		log.Error(err, "checking whether the ruleset was changed by hand; rewriting it")
+		p.Applier.Invalidate()
+	} else if changed {
+		p.Metrics.Repairs.Inc()
+		log.Info("the kernel's ruleset changed since our last commit; rewriting nftproxy's tables")
+		p.Applier.Invalidate()
+	}
+
+	st, err := p.Applier.Apply(ctx, res.Ruleset)
+	kind := "partial"
+	if st.Full {
+		kind = "full"
+	}
+	p.Metrics.SyncDuration.WithLabelValues(kind).Observe(now().Sub(start).Seconds())
+	p.Health.Synced(err)
+	if err != nil {
+		p.Metrics.SyncFailures.Inc()
+		return Outcome{Stats: st}, fmt.Errorf("syncing rules: %w", err)
+	}
+	p.Metrics.LastSuccess.Set(float64(now().Unix()))
+	p.Metrics.ServicePorts.Set(float64(res.ServicePorts))
+	p.Metrics.Endpoints.Set(float64(res.Endpoints))
+	p.Metrics.ObjectsWritten.Observe(float64(st.Objects()))
+	p.Metrics.InvalidObjects.Set(float64(len(res.Problems)))
+	p.observeLatency(s.EndpointSlices, now())
+	log.V(1).Info("synced", "kind", kind, "took", now().Sub(start), "servicePorts", res.ServicePorts,
+		"endpoints", res.Endpoints, "objectsWritten", st.Objects(), "noop", st.Noop)
+
+	if p.Conntrack != nil && p.last != nil {
+		n, err := p.Conntrack.Clean(ctx, p.last, res.Ruleset)
+		p.Metrics.ConntrackFlowsDeleted.Add(float64(n))
+		if err != nil {
+			log.Error(err, "deleting stale conntrack entries")
+		}
+	}
+	p.last = res.Ruleset
+	return Outcome{Stats: st, Again: st.Deferred > 0}, nil
+}
+
+func (p *Proxier) clock() func() time.Time {
+	if p.now == nil {
+		return time.Now
+	}
+	return p.now
+}
+
+// report logs and records an Event for each problem not reported before.
+func (p *Proxier) report(ctx context.Context, s rules.Snapshot, problems []rules.Problem) {
+	log := logr.FromContextOrDiscard(ctx)
+	seen := map[string]bool{}
+	objects := indexObjects(s)
+	for _, pr := range problems {
+		key := pr.String()
+		seen[key] = true
+		if p.reported[key] {
+			continue
+		}
+		log.Info("left out an invalid object", "kind", pr.Kind, "namespace", pr.Namespace, "name", pr.Name,
+			"field", pr.Field, "problem", pr.Message)
+		if obj := objects[pr.Kind+"/"+pr.Namespace+"/"+pr.Name]; obj != nil && p.Recorder != nil {
+			p.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, "InvalidForProxy", "Sync",
+				"nftproxy left this %s out of the node's rules: %s", pr.Kind, fieldAndMessage(pr))
+		}
+	}
+	p.reported = seen
+}
+
+func fieldAndMessage(p rules.Problem) string {
+	if p.Field == "" {
+		return p.Message
+	}
+	return p.Field + ": " + p.Message
+}
+
+func indexObjects(s rules.Snapshot) map[string]runtime.Object {
+	m := make(map[string]runtime.Object, len(s.Services))
+	for _, svc := range s.Services {
+		m["Service/"+svc.Namespace+"/"+svc.Name] = svc
+	}
+	for _, sl := range s.EndpointSlices {
+		m["EndpointSlice/"+sl.Namespace+"/"+sl.Name] = sl
+	}
+	return m
+}
+
+// observeLatency measures, once per change, the time from an
+// EndpointSlice's last-change-trigger-time to the commit that made it live.
+func (p *Proxier) observeLatency(slices []*discoveryv1.EndpointSlice, at time.Time) {
+	next := make(map[types.UID]string, len(slices))
+	for _, sl := range slices {
+		trigger, ok := sl.Annotations[corev1.EndpointsLastChangeTriggerTime]
+		if !ok {
+			continue
+		}
+		next[sl.UID] = trigger
+		if p.triggers[sl.UID] == trigger {
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339Nano, trigger); err == nil && p.triggers != nil {
+			p.Metrics.ProgrammingLatency.Observe(at.Sub(t).Seconds())
+		}
+	}
+	// The first sync only learns the trigger times: they may be hours old.
+	if p.triggers == nil {
+		next = mapOrEmpty(next)
+	}
+	p.triggers = next
+}
+
+func mapOrEmpty(m map[types.UID]string) map[types.UID]string {
+	if m == nil {
+		return map[types.UID]string{}
+	}
+	return m
+}
+
+// sortedKeys is used by tests and logs for stable output.
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
