@@ -1,0 +1,50 @@
+# One entry point for each task. Most need root: they create network
+# namespaces and program nftables.
+.PHONY: demo test build lint control-plane tools bench chart manifest docs clean
+
+BIN := _output/bin
+
+## demo: run nftproxy end to end on this machine (API server, namespaces, packets)
+demo:
+	bash hack/demo.sh
+
+## test: install what the tests need and run every test
+test:
+	bash hack/test.sh
+
+## build: the nftproxy binary in _output/bin
+build:
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nftproxy .
+
+## lint: go vet and gofmt
+lint:
+	go vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+
+## control-plane: build kube-apiserver, etcd, kubectl and kube-proxy into _output/bin
+control-plane:
+	bash hack/build-control-plane.sh
+
+## tools: install helm into _output/bin
+tools:
+	bash hack/install-tools.sh
+
+## bench: the benchmarks of the rules engine and the scale benchmark against kube-proxy
+bench:
+	bash hack/bench.sh
+
+## chart: lint the Helm chart and regenerate deploy/nftproxy.yaml
+chart: tools
+	$(BIN)/helm lint --strict charts/nftproxy
+	bash hack/gen-manifest.sh
+
+## manifest: regenerate deploy/nftproxy.yaml from the chart
+manifest: tools
+	bash hack/gen-manifest.sh
+
+## docs: regenerate docs/configuration.md from the configuration type
+docs:
+	go run ./config/gen > docs/configuration.md
+
+clean:
+	rm -rf _output
