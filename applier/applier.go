@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/google/nftables"
@@ -37,13 +38,15 @@ type Applier struct {
 	mu sync.Mutex
 	// applied is what the kernel holds after the last successful commit;
 	// nil means unknown, and the next sync reads the kernel first.
-	applied map[rules.Family]*tableState
+	applied map[tableKey]*tableState
 	// deferred are objects emptied by the last commit, to delete in the
 	// next: a chain or set cannot always be deleted in the same
 	// transaction that drops the last reference to it.
-	deferred map[rules.Family]*deferred
+	deferred map[tableKey]*deferred
 	// generation is the kernel's ruleset generation after our last commit.
 	generation uint32
+	// syncs counts transactions, to tell elements still wanted from stale ones.
+	syncs uint64
 }
 
 // New returns an Applier. Nothing is read or written until Apply.
@@ -68,6 +71,9 @@ type Stats struct {
 	ElementsDeleted int
 	// Deferred is the number of objects emptied now and deleted next sync.
 	Deferred int
+	// Plan is the time spent deciding what to send; Commit the time the
+	// kernel took to take it.
+	Plan, Commit time.Duration
 }
 
 // Objects is the number of kernel objects this commit wrote or deleted.
@@ -95,30 +101,40 @@ func (a *Applier) Apply(ctx context.Context, rs *rules.Ruleset) (Stats, error) {
 		return Stats{}, err
 	}
 	var st Stats
-	full := a.applied == nil
-	if full {
-		if a.applied, err = readKernel(conn); err != nil {
+	if a.applied == nil {
+		if a.applied, err = readKernel(conn, a.opts.NetNSFd); err != nil {
 			a.applied = nil
 			return Stats{}, fmt.Errorf("reading nftproxy's tables from the kernel: %w", err)
 		}
 		a.deferred = nil
 		st.Full = true
 	}
-	tx := newTxn(conn, a.opts.ChunkSize)
-	next := map[rules.Family]*tableState{}
-	nextDeferred := map[rules.Family]*deferred{}
-	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
-		want := rs.Table(f)
-		next[f], nextDeferred[f] = tx.syncTable(f, a.applied[f], want, a.deferred[f], &st)
+	planStart := time.Now()
+	a.syncs++
+	tx := &txn{conn: conn, chunk: a.opts.ChunkSize, sync: a.syncs, tracing: log.V(8).Enabled()}
+	next := map[tableKey]*tableState{}
+	nextDeferred := map[tableKey]*deferred{}
+	for _, t := range rs.Tables {
+		key := tableKey{t.Family, t.Name}
+		next[key], nextDeferred[key] = tx.syncTable(key, a.applied[key], t, a.deferred[key], &st)
 	}
+	for key, prev := range a.applied {
+		if _, ok := next[key]; !ok {
+			tx.syncTable(key, prev, nil, nil, &st)
+		}
+	}
+	st.Plan = time.Since(planStart)
 	if tx.empty() {
 		st.Noop = true
 		return st, nil
 	}
-	if v := log.V(8); v.Enabled() {
-		v.Info("committing nftables transaction", "transaction", tx.describe())
+	if tx.tracing {
+		log.V(8).Info("committing nftables transaction", "transaction", tx.describe())
 	}
-	if err := tx.commit(); err != nil {
+	commitStart := time.Now()
+	err = tx.commit()
+	st.Commit = time.Since(commitStart)
+	if err != nil {
 		a.applied, a.deferred = nil, nil
 		return st, fmt.Errorf("committing nftables transaction (%d chains, %d elements added, %d deleted): %w",
 			st.ChainsWritten, st.ElementsAdded, st.ElementsDeleted, err)
@@ -133,12 +149,15 @@ func (a *Applier) Apply(ctx context.Context, rs *rules.Ruleset) (Stats, error) {
 // Changed reports whether anything changed the kernel's nftables ruleset
 // since our last commit: the kernel counts every commit in a generation
 // number, so an unchanged number means an untouched ruleset, at the cost
-// of one small netlink request.
+// of one small netlink request. Before the first commit, or after a
+// failed one, there is nothing to compare with and it reports false: the
+// next Apply reads the kernel and rewrites everything anyway, and nothing
+// was changed by hand.
 func (a *Applier) Changed() (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.applied == nil {
-		return true, nil
+		return false, nil
 	}
 	gen, err := generation(a.opts.NetNSFd)
 	if err != nil {
@@ -147,20 +166,22 @@ func (a *Applier) Changed() (bool, error) {
 	return gen != a.generation, nil
 }
 
-// Cleanup removes nftproxy's tables in both families. Absent tables are
-// success; no other table is touched.
+// Cleanup removes nftproxy's tables in both families, shard tables
+// included. Absent tables are success; no other table is touched.
 func Cleanup(opts Options) error {
 	a := New(opts)
 	conn, err := a.conn()
 	if err != nil {
 		return err
 	}
-	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
-		t := &nftables.Table{Name: rules.TableName, Family: tableFamily(f)}
-		// Adding an existing table is a no-op, and deleting a missing one
-		// would fail the whole batch.
-		conn.AddTable(t)
-		conn.DelTable(t)
+	tables, err := conn.ListTables()
+	if err != nil {
+		return fmt.Errorf("listing tables: %w", err)
+	}
+	for _, t := range tables {
+		if isOurs(t.Name) && (t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6) {
+			conn.DelTable(t)
+		}
 	}
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("deleting nftproxy's tables: %w", err)

@@ -38,10 +38,10 @@ func TestAgreement(t *testing.T) {
 			_, err := a.Apply(context.Background(), rs)
 			require.NoError(t, err)
 
-			for _, f := range families(rs) {
-				want := normalize(nft(t, viaText, "list", "table", f.String(), rules.TableName))
-				got := normalize(nft(t, viaNetlink, "list", "table", f.String(), rules.TableName))
-				assert.Equal(t, want, got, "table %s %s", f, rules.TableName)
+			for _, tb := range rs.Tables {
+				want := normalize(nft(t, viaText, "list", "table", tb.Family.String(), tb.Name))
+				got := normalize(nft(t, viaNetlink, "list", "table", tb.Family.String(), tb.Name))
+				assert.Equal(t, want, got, "table %s %s", tb.Family, tb.Name)
 			}
 		})
 	}
@@ -59,14 +59,6 @@ func TestSecondApplyIsNoop(t *testing.T) {
 	st, err = a.Apply(context.Background(), rs)
 	require.NoError(t, err)
 	assert.True(t, st.Noop, "%+v", st)
-}
-
-func families(rs *rules.Ruleset) []rules.Family {
-	var out []rules.Family
-	for _, t := range rs.Tables {
-		out = append(out, t.Family)
-	}
-	return out
 }
 
 // normalize makes two listings of equal content compare equal: the kernel

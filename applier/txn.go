@@ -15,19 +15,21 @@ type txn struct {
 	conn  *nftables.Conn
 	chunk int
 	ops   int
-	trace []string
-	err   error
-}
-
-func newTxn(conn *nftables.Conn, chunk int) *txn {
-	return &txn{conn: conn, chunk: chunk}
+	// sync numbers this transaction, to find the elements it no longer wants.
+	sync    uint64
+	tracing bool
+	trace   []string
+	err     error
 }
 
 func (tx *txn) empty() bool { return tx.ops == 0 }
 
+// note counts a queued message and, when tracing, says what it does.
 func (tx *txn) note(format string, args ...any) {
 	tx.ops++
-	tx.trace = append(tx.trace, fmt.Sprintf(format, args...))
+	if tx.tracing {
+		tx.trace = append(tx.trace, fmt.Sprintf(format, args...))
+	}
 }
 
 func (tx *txn) describe() string { return strings.Join(tx.trace, "\n") }
@@ -39,43 +41,45 @@ func (tx *txn) commit() error {
 	return tx.conn.Flush()
 }
 
-// syncTable queues what turns prev into want for one family, and returns
+// syncTable queues what turns prev into want for one table, and returns
 // the state the kernel will hold after the commit, and what to delete in
-// the next one.
-func (tx *txn) syncTable(f rules.Family, prev *tableState, want *rules.Table, old *deferred, st *Stats) (*tableState, *deferred) {
-	table := &nftables.Table{Name: rules.TableName, Family: tableFamily(f)}
+// the next one. A nil want deletes the table.
+func (tx *txn) syncTable(key tableKey, prev *tableState, want *rules.Table, old *deferred, st *Stats) (*tableState, *deferred) {
+	table := &nftables.Table{Name: key.name, Family: tableFamily(key.family)}
 	if prev == nil {
 		prev = &tableState{}
 	}
 	if want == nil {
 		if prev.exists {
+			// Adding an existing table is a no-op, and deleting a missing
+			// one would fail the whole batch.
 			tx.conn.AddTable(table)
 			tx.conn.DelTable(table)
-			tx.note("delete table %s %s", f, rules.TableName)
+			tx.note("delete table %s", key)
 		}
-		return &tableState{}, nil
+		return nil, nil
 	}
 	if !prev.exists || specsDiffer(prev, want) {
 		if prev.exists {
 			// A set's definition cannot change in place. This only
 			// happens across versions, so start the table afresh.
 			tx.conn.DelTable(table)
-			tx.note("delete table %s %s: a set's definition changed", f, rules.TableName)
+			tx.note("delete table %s: a set's definition changed", key)
 			old = nil
 		}
 		tx.conn.AddTable(table)
-		tx.note("add table %s %s", f, rules.TableName)
+		tx.note("add table %s", key)
 		prev = &tableState{}
 	}
-	next := &tableState{exists: true, chains: map[string]string{}, sets: map[string]*setState{}}
-	w := &tableWriter{tx: tx, f: f, table: table, prev: prev, next: next, st: st, sets: map[string]*nftables.Set{}}
+	next := &tableState{exists: true, chains: make(map[string]*rules.Chain, len(want.Chains)), sets: map[string]*setState{}}
+	w := &tableWriter{tx: tx, f: key.family, table: table, prev: prev, next: next, st: st, sets: map[string]*nftables.Set{}}
 	// Order matters within the batch: a map element or rule can only
 	// refer to a chain or set that an earlier message created.
-	w.syncSets(want, false)
+	w.createSets(want)
 	write := w.syncChains(want)
-	w.syncSets(want, true)
+	w.fillSets(want)
 	w.writeRules(write)
-	return next, w.retire(want, old)
+	return next, w.retire(old)
 }
 
 func specsDiffer(prev *tableState, want *rules.Table) bool {
@@ -109,36 +113,92 @@ func (w *tableWriter) set(name string) *nftables.Set {
 	return s
 }
 
-// syncSets creates the sets that are new (fill false), or queues the
-// element changes of every set (fill true).
-func (w *tableWriter) syncSets(want *rules.Table, fill bool) {
+// createSets adds the sets that are new.
+func (w *tableWriter) createSets(want *rules.Table) {
 	for _, s := range want.Sets {
 		ps := w.prev.sets[s.Name]
-		if !fill {
-			w.next.sets[s.Name] = &setState{spec: desiredSpec(s), dynamic: s.Dynamic}
-			if ps == nil {
-				w.addSet(w.newSet(s))
+		w.next.sets[s.Name] = &setState{spec: desiredSpec(s), dynamic: s.Dynamic}
+		if ps == nil {
+			ns := w.newSet(s)
+			if err := w.tx.conn.AddSet(ns, nil); err != nil && w.tx.err == nil {
+				w.tx.err = fmt.Errorf("adding set %s: %w", ns.Name, err)
 			}
-			continue
+			w.st.SetsCreated++
+			w.tx.note("add set %s %s", w.f, ns.Name)
 		}
-		// The packet path owns a dynamic set's elements.
+	}
+}
+
+// fillSets queues the element changes of every set but the dynamic ones,
+// whose elements belong to the packet path.
+func (w *tableWriter) fillSets(want *rules.Table) {
+	for _, s := range want.Sets {
 		if s.Dynamic {
 			continue
 		}
 		ns := w.set(s.Name)
-		texts := elementStates(s)
-		w.next.sets[s.Name].elements = texts
-		switch {
-		case ps == nil:
+		ps := w.prev.sets[s.Name]
+		if ps == nil || ps.elements == nil {
+			if ps != nil {
+				w.tx.conn.FlushSet(ns)
+				w.tx.note("flush set %s %s", w.f, s.Name)
+			}
+			w.next.sets[s.Name].elements = w.fresh(s)
 			w.addElements(ns, s, s.Elements)
-		case ps.elements == nil || (s.Interval && !sameTexts(ps.elements, texts)):
+			continue
+		}
+		add, del := w.diffElements(ps.elements, s)
+		w.next.sets[s.Name].elements = ps.elements
+		if s.Interval && len(add)+len(del) > 0 {
+			// Intervals are few and may merge: rewrite them whole.
 			w.tx.conn.FlushSet(ns)
-			w.tx.note("flush set %s", s.Name)
+			w.tx.note("flush set %s %s", w.f, s.Name)
 			w.addElements(ns, s, s.Elements)
-		default:
-			w.diffElements(ns, s, ps.elements, texts)
+			continue
+		}
+		if len(del) > 0 {
+			w.deleteElements(ns, s, del)
+		}
+		if len(add) > 0 {
+			w.addElements(ns, s, add)
 		}
 	}
+}
+
+func (w *tableWriter) fresh(s *rules.Set) map[elemKey]*elemRec {
+	m := make(map[elemKey]*elemRec, len(s.Elements))
+	for _, e := range s.Elements {
+		m[keyOf(e)] = &elemRec{elem: e, seen: w.tx.sync}
+	}
+	return m
+}
+
+// diffElements updates have, in place, to the elements of s, and returns
+// what to add and to delete. A changed element is deleted and added again.
+func (w *tableWriter) diffElements(have map[elemKey]*elemRec, s *rules.Set) (add, del []rules.Element) {
+	sync := w.tx.sync
+	for _, e := range s.Elements {
+		k := keyOf(e)
+		rec, ok := have[k]
+		switch {
+		case !ok:
+			have[k] = &elemRec{elem: e, seen: sync}
+			add = append(add, e)
+			continue
+		case !sameElement(rec.elem, e):
+			del = append(del, rec.elem)
+			add = append(add, e)
+			rec.elem = e
+		}
+		rec.seen = sync
+	}
+	for k, rec := range have {
+		if rec.seen != sync {
+			del = append(del, rec.elem)
+			delete(have, k)
+		}
+	}
+	return add, del
 }
 
 func (w *tableWriter) newSet(s *rules.Set) *nftables.Set {
@@ -154,67 +214,26 @@ func (w *tableWriter) newSet(s *rules.Set) *nftables.Set {
 	return ns
 }
 
-func (w *tableWriter) addSet(ns *nftables.Set) {
-	if err := w.tx.conn.AddSet(ns, nil); err != nil && w.tx.err == nil {
-		w.tx.err = fmt.Errorf("adding set %s: %w", ns.Name, err)
-	}
-	w.st.SetsCreated++
-	w.tx.note("add set %s %s", w.f, ns.Name)
-}
-
-func (w *tableWriter) diffElements(ns *nftables.Set, s *rules.Set, prev, want map[string]elemState) {
-	var del, add []rules.Element
-	for k, old := range prev {
-		if want[k].text != old.text {
-			del = append(del, old.elem)
-		}
-	}
-	for k, e := range want {
-		if prev[k].text != e.text {
-			add = append(add, e.elem)
-		}
-	}
-	if len(del) > 0 {
-		w.deleteElements(ns, s, del)
-	}
-	if len(add) > 0 {
-		w.addElements(ns, s, add)
-	}
-}
-
-func sameTexts(a, b map[string]elemState) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k].text != v.text {
-			return false
-		}
-	}
-	return true
-}
-
 // syncChains creates new chains and empties changed ones, and returns the
 // chains whose rules must be written.
 func (w *tableWriter) syncChains(want *rules.Table) []*rules.Chain {
 	var write []*rules.Chain
 	for _, c := range want.Chains {
-		text := c.Text(w.f)
-		w.next.chains[c.Name] = text
+		w.next.chains[c.Name] = c
 		old, ok := w.prev.chains[c.Name]
 		switch {
 		case !ok:
 			w.tx.conn.AddChain(w.chainObject(c))
 			w.tx.note("add chain %s %s", w.f, c.Name)
-		case old != text:
+		case old == c || (old != nil && old.Text(w.f) == c.Text(w.f)):
+			continue
+		default:
 			if c.Hook != nil {
 				// Re-adding a base chain keeps its hook up to date.
 				w.tx.conn.AddChain(w.chainObject(c))
 			}
 			w.tx.conn.FlushChain(w.chainObject(c))
 			w.tx.note("flush chain %s %s", w.f, c.Name)
-		default:
-			continue
 		}
 		write = append(write, c)
 	}
@@ -228,7 +247,11 @@ func (w *tableWriter) writeRules(write []*rules.Chain) {
 		for _, r := range c.Rules {
 			exprs, ud := enc.rule(r)
 			w.tx.conn.AddRule(&nftables.Rule{Table: w.table, Chain: obj, Exprs: exprs, UserData: ud})
-			w.tx.note("add rule %s %s %s", w.f, c.Name, r.Text(w.f))
+			if w.tx.tracing {
+				w.tx.note("add rule %s %s %s", w.f, c.Name, r.Text(w.f))
+			} else {
+				w.tx.ops++
+			}
 		}
 		w.st.ChainsWritten++
 	}
@@ -262,7 +285,7 @@ func hookOf(name string) *nftables.ChainHook {
 
 // retire empties what is no longer wanted, to be deleted by the next
 // commit, and deletes what the previous commit emptied.
-func (w *tableWriter) retire(want *rules.Table, old *deferred) *deferred {
+func (w *tableWriter) retire(old *deferred) *deferred {
 	next := &deferred{}
 	for name := range w.prev.chains {
 		if _, ok := w.next.chains[name]; !ok {
@@ -278,20 +301,21 @@ func (w *tableWriter) retire(want *rules.Table, old *deferred) *deferred {
 			w.st.Deferred++
 		}
 	}
-	if old != nil {
-		for _, name := range old.chains {
-			if _, ok := w.next.chains[name]; !ok {
-				w.tx.conn.DelChain(&nftables.Chain{Name: name, Table: w.table})
-				w.tx.note("delete chain %s %s", w.f, name)
-				w.st.ChainsDeleted++
-			}
+	if old == nil {
+		return next
+	}
+	for _, name := range old.chains {
+		if _, ok := w.next.chains[name]; !ok {
+			w.tx.conn.DelChain(&nftables.Chain{Name: name, Table: w.table})
+			w.tx.note("delete chain %s %s", w.f, name)
+			w.st.ChainsDeleted++
 		}
-		for _, name := range old.sets {
-			if _, ok := w.next.sets[name]; !ok {
-				w.tx.conn.DelSet(&nftables.Set{Name: name, Table: w.table})
-				w.tx.note("delete set %s %s", w.f, name)
-				w.st.SetsDeleted++
-			}
+	}
+	for _, name := range old.sets {
+		if _, ok := w.next.sets[name]; !ok {
+			w.tx.conn.DelSet(&nftables.Set{Name: name, Table: w.table})
+			w.tx.note("delete set %s %s", w.f, name)
+			w.st.SetsDeleted++
 		}
 	}
 	return next

@@ -1,33 +1,52 @@
 package rules
 
-// baseChains are the fixed chains: the hooks nftproxy attaches to and the
-// shared chains they dispatch to. Their rules never depend on how many
-// Services exist; the per-Service data lives in the maps they look up.
-func baseChains(tb *tableBuilder) []*Chain {
-	dispatch := []Stmt{VerdictMap{Keys: []LookupKey{KeyDaddr, KeyL4Proto, KeyDport}, Map: MapServiceIPs}}
-	nodePorts := []Stmt{MatchSet{Field: Daddr, Set: SetNodePortIPs}, VerdictMap{Keys: []LookupKey{KeyL4Proto, KeyDport}, Map: MapServiceNodePorts}}
+// mainChains are the fixed chains of table "nftproxy": refusing Service
+// ports without endpoints, and masquerading. Their rules never depend on
+// how many Services exist; the per-Service data lives in maps and sets.
+func mainChains(mark uint32) []*Chain {
 	check := []Stmt{VerdictMap{Keys: []LookupKey{KeyDaddr, KeyL4Proto, KeyDport}, Map: MapNoEndpointService}}
 	checkNodePorts := []Stmt{MatchSet{Field: Daddr, Set: SetNodePortIPs}, VerdictMap{Keys: []LookupKey{KeyL4Proto, KeyDport}, Map: MapNoEndpointNodePort}}
 	toCheck := []Stmt{MatchCtNew{}, Verdict{Kind: Jump, Chain: ChainEndpointsCheck}}
 	return []*Chain{
-		// DNAT happens where a packet enters (prerouting) or is sent by the
-		// node itself (output), at the standard dstnat priority.
-		hooked(ChainNATPrerouting, ChainNAT, "prerouting", PriorityDstNAT, jump(ChainServices)),
-		hooked(ChainNATOutput, ChainNAT, "output", PriorityDstNAT, jump(ChainServices)),
 		hooked(ChainNATPostrouting, ChainNAT, "postrouting", PrioritySrcNAT, jump(ChainMasquerading)),
 		// A Service port without endpoints is never DNATed, so its packets
 		// keep the Service address; these filter chains refuse them.
 		hooked(ChainFilterInput, ChainFilter, "input", PriorityFilter, Rule{Stmts: toCheck}),
 		hooked(ChainFilterForward, ChainFilter, "forward", PriorityFilter, Rule{Stmts: toCheck}),
 		hooked(ChainFilterOutput, ChainFilter, "output", PriorityFilter, Rule{Stmts: toCheck}),
-		{Name: ChainServices, Rules: []Rule{{Stmts: dispatch}, {Stmts: nodePorts}}},
 		{Name: ChainEndpointsCheck, Rules: []Rule{{Stmts: check}, {Stmts: checkNodePorts}}},
-		{Name: ChainMasquerading, Rules: masqueradingRules(tb.mark)},
-		{Name: ChainMarkForMasq, Rules: []Rule{{Stmts: []Stmt{SetMark{Bits: tb.mark}}}}},
+		{Name: ChainMasquerading, Rules: masqueradingRules(mark)},
 		{Name: ChainRejectNoEndpoint, Rules: []Rule{
 			{Stmts: []Stmt{MatchProto{Proto: ProtoTCP}, Reject{TCPReset: true}}},
 			{Stmts: []Stmt{Reject{}}},
 		}},
+	}
+}
+
+// shardChains are the fixed chains of a table holding Service chains:
+// DNAT where a packet enters (prerouting) or is sent by the node itself
+// (output), through verdict maps whose cost does not grow with the number
+// of Services.
+func shardChains(mark uint32, masqueradeOffCluster bool) []*Chain {
+	var services []Rule
+	if masqueradeOffCluster {
+		// Replies to a client outside the pod networks would not come
+		// back through this node unless it is masqueraded.
+		services = append(services, Rule{Stmts: []Stmt{
+			MatchSet{Field: Saddr, Negate: true, Set: SetClusterCIDRs},
+			MatchSet{Field: Daddr, Set: SetClusterIPs},
+			Verdict{Kind: Jump, Chain: ChainMarkForMasq},
+		}})
+	}
+	services = append(services,
+		Rule{Stmts: []Stmt{VerdictMap{Keys: []LookupKey{KeyDaddr, KeyL4Proto, KeyDport}, Map: MapServiceIPs}}},
+		Rule{Stmts: []Stmt{MatchSet{Field: Daddr, Set: SetNodePortIPs}, VerdictMap{Keys: []LookupKey{KeyL4Proto, KeyDport}, Map: MapServiceNodePorts}}},
+	)
+	return []*Chain{
+		hooked(ChainNATPrerouting, ChainNAT, "prerouting", PriorityDstNAT, jump(ChainServices)),
+		hooked(ChainNATOutput, ChainNAT, "output", PriorityDstNAT, jump(ChainServices)),
+		{Name: ChainServices, Rules: services},
+		{Name: ChainMarkForMasq, Rules: []Rule{{Stmts: []Stmt{SetMark{Bits: mark}}}}},
 	}
 }
 

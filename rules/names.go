@@ -26,10 +26,14 @@ const (
 	ChainMarkForMasq      = "mark-for-masquerade"
 	ChainRejectNoEndpoint = "reject-no-endpoints"
 
-	SetClusterCIDRs      = "cluster-cidrs"
-	SetHairpinEndpoints  = "hairpin-endpoints"
-	MapServiceIPs        = "service-ips"
-	MapNoEndpointService = "no-endpoint-services"
+	SetNodePortIPs        = "nodeport-ips"
+	MapServiceNodePorts   = "service-nodeports"
+	MapNoEndpointNodePort = "no-endpoint-nodeports"
+	SetClusterCIDRs       = "cluster-cidrs"
+	SetClusterIPs         = "cluster-ips"
+	SetHairpinEndpoints   = "hairpin-endpoints"
+	MapServiceIPs         = "service-ips"
+	MapNoEndpointService  = "no-endpoint-services"
 )
 
 // Hook priorities. NAT chains use the standard dstnat/srcnat priorities.
@@ -88,6 +92,18 @@ func (p PortID) Comment() string {
 
 // ServiceChain is the chain that picks an endpoint among all usable ones.
 func (p PortID) ServiceChain() string { return objectName("svc", p.String()) }
+
+// FirewallChain lets only loadBalancerSourceRanges through.
+func (p PortID) FirewallChain() string { return objectName("fw", p.String()) }
+
+// ServiceComment is "namespace/name", for what serves a whole Service.
+func (p PortID) ServiceComment() string {
+	c := p.Namespace + "/" + p.Name
+	if len(c) > maxCommentLen {
+		c = c[:maxCommentLen]
+	}
+	return c
+}
 
 // ExternalChain is the chain for traffic arriving from outside the cluster
 // (node ports, load-balancer IPs, external IPs).

@@ -37,7 +37,15 @@ type Config struct {
 	NodePortAddresses []netip.Prefix
 	// MasqueradeBit is the packet-mark bit that asks for masquerading.
 	MasqueradeBit uint8
+	// ServicePortsPerShard is how many Service ports of one family one
+	// table holds before they are spread over shard tables; 0 means
+	// DefaultServicePortsPerShard.
+	ServicePortsPerShard int
 }
+
+// DefaultServicePortsPerShard keeps a one-Service commit cheap: the kernel
+// checks a whole table at each commit that touches a jump.
+const DefaultServicePortsPerShard = 2000
 
 // DefaultMasqueradeBit is kube-proxy's mark bit (0x4000).
 const DefaultMasqueradeBit = 14

@@ -3,176 +3,165 @@ package rules
 import (
 	"cmp"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"strings"
 )
 
-// tableBuilder assembles the table of one family.
-type tableBuilder struct {
-	f        Family
-	cfg      Config
-	node     string
-	zone     string
-	mark     uint32
-	cidrs    []netip.Prefix
-	t        *Table
-	fixed    map[string]*Set
-	chains   map[string]*Chain
-	sets     map[string]*Set
-	hairpin  map[netip.Addr]bool
-	claims   map[string]PortID
-	nodeIPs  []netip.Addr
-	nodePort bool
-}
+// ShardTableName is the name of shard i of n: the tables that hold the
+// Service chains once a family has more Service ports than one table
+// serves cheaply. With one shard, everything is in table "nftproxy".
+func ShardTableName(i int) string { return fmt.Sprintf("%s-services-%02d", TableName, i) }
 
-func newTableBuilder(f Family, s Snapshot) *tableBuilder {
-	tb := &tableBuilder{
-		f:       f,
-		cfg:     s.Config,
-		node:    s.Config.NodeName,
-		zone:    nodeZone(s.Node),
-		mark:    s.Config.masqueradeMark(),
-		cidrs:   prefixesOfFamily(s.Config.ClusterCIDRs, f),
-		t:       &Table{Family: f, Name: TableName},
-		fixed:   map[string]*Set{},
-		chains:  map[string]*Chain{},
-		sets:    map[string]*Set{},
-		hairpin: map[netip.Addr]bool{},
-		claims:  map[string]PortID{},
-		nodeIPs: nodePortAddresses(s, f),
+// shardOf places a Service in a shard by its namespace and name, so that
+// all its ports stand together and it stays put across restarts.
+func shardOf(id PortID, n int) int {
+	if n == 1 {
+		return 0
 	}
-	tb.addFixedSets()
-	return tb
+	h := fnv.New32a()
+	h.Write([]byte(id.Namespace + "/" + id.Name))
+	return int(h.Sum32() % uint32(n))
 }
 
-func (tb *tableBuilder) addrKey() KeyType {
-	if tb.f == IPv6 {
-		return KeyIPv6
+// mainSets are the sets that live in table "nftproxy" itself; all others
+// live in the table of the Services that use them.
+var mainSets = map[string]bool{
+	SetHairpinEndpoints: true, MapNoEndpointService: true, MapNoEndpointNodePort: true,
+}
+
+// assemble puts the outputs of one family's Service ports, already in
+// name order, into that family's tables: "nftproxy", and the shard tables
+// when there is more than one shard.
+func assemble(f Family, s Snapshot, outs []*portOutput, shards int) []*Table {
+	addr := KeyIPv4
+	if f == IPv6 {
+		addr = KeyIPv6
 	}
-	return KeyIPv4
+	cidrs := prefixesOfFamily(s.Config.ClusterCIDRs, f)
+	nodeIPs := nodePortAddresses(s, f)
+	mark := s.Config.masqueradeMark()
+
+	main := &Table{Family: f, Name: TableName}
+	main.Sets = mainFixedSets(addr, nodeIPs)
+	main.Chains = mainChains(mark)
+	tables := []*Table{main}
+	shardTables := []*Table{main}
+	if shards > 1 {
+		shardTables = nil
+		for i := range shards {
+			t := &Table{Family: f, Name: ShardTableName(i)}
+			tables = append(tables, t)
+			shardTables = append(shardTables, t)
+		}
+	}
+	for _, t := range shardTables {
+		t.Sets = mergeSets(shardFixedSets(addr, cidrs, nodeIPs), t.Sets)
+		t.Chains = mergeChains(shardChains(mark, len(cidrs) > 0), t.Chains)
+	}
+	sets := func(t *Table) map[string]*Set {
+		m := make(map[string]*Set, len(t.Sets))
+		for _, s := range t.Sets {
+			m[s.Name] = s
+		}
+		return m
+	}
+	mainByName := sets(main)
+	shardByName := make([]map[string]*Set, len(shardTables))
+	for i, t := range shardTables {
+		shardByName[i] = sets(t)
+	}
+	hairpin := map[netip.Addr]bool{}
+	for _, out := range outs {
+		i := shardOf(out.sp.ID, shards)
+		t := shardTables[i]
+		t.Chains = append(t.Chains, out.chains...)
+		t.Sets = append(t.Sets, out.sets...)
+		for _, se := range out.elements {
+			target := shardByName[i][se.set]
+			if mainSets[se.set] {
+				target = mainByName[se.set]
+			}
+			target.Elements = append(target.Elements, se.e)
+		}
+		for _, a := range out.hairpin {
+			if !hairpin[a] {
+				hairpin[a] = true
+				hp := mainByName[SetHairpinEndpoints]
+				hp.Elements = append(hp.Elements, Element{Key: []any{a, a}})
+			}
+		}
+	}
+	return tables
 }
 
-// Names of the NodePort sets and maps.
-const (
-	SetNodePortIPs        = "nodeport-ips"
-	MapServiceNodePorts   = "service-nodeports"
-	MapNoEndpointNodePort = "no-endpoint-nodeports"
-)
-
-func (tb *tableBuilder) addFixedSets() {
-	a := tb.addrKey()
-	fixed := []*Set{
-		{Name: SetClusterCIDRs, Keys: []KeyType{a}, Interval: true, Comment: "pod networks: traffic from elsewhere to a ClusterIP is masqueraded"},
-		{Name: SetNodePortIPs, Keys: []KeyType{a}, Comment: "this node's addresses that accept NodePort traffic"},
-		{Name: SetHairpinEndpoints, Keys: []KeyType{a, a}, Comment: "endpoints that may reach themselves through a Service"},
-		{Name: MapServiceIPs, Keys: []KeyType{a, KeyProto, KeyPort}, IsVerdictMap: true, Comment: "ClusterIP, external and load-balancer IP ports with endpoints"},
-		{Name: MapServiceNodePorts, Keys: []KeyType{KeyProto, KeyPort}, IsVerdictMap: true, Comment: "node ports with endpoints"},
-		{Name: MapNoEndpointService, Keys: []KeyType{a, KeyProto, KeyPort}, IsVerdictMap: true, Comment: "Service IP ports without endpoints"},
+func mainFixedSets(addr KeyType, nodeIPs []netip.Addr) []*Set {
+	np := &Set{Name: SetNodePortIPs, Keys: []KeyType{addr}, Comment: "this node's addresses that accept NodePort traffic"}
+	for _, a := range nodeIPs {
+		np.Elements = append(np.Elements, Element{Key: []any{a}})
+	}
+	return []*Set{
+		np,
+		{Name: SetHairpinEndpoints, Keys: []KeyType{addr, addr}, Comment: "endpoints that may reach themselves through a Service"},
+		{Name: MapNoEndpointService, Keys: []KeyType{addr, KeyProto, KeyPort}, IsVerdictMap: true, Comment: "Service IP ports without endpoints"},
 		{Name: MapNoEndpointNodePort, Keys: []KeyType{KeyProto, KeyPort}, IsVerdictMap: true, Comment: "node ports without endpoints"},
 	}
-	for _, s := range fixed {
-		tb.fixed[s.Name] = s
-	}
-	for _, c := range tb.cidrs {
-		tb.element(SetClusterCIDRs, Element{Key: []any{c}})
-	}
-	for _, a := range tb.nodeIPs {
-		tb.element(SetNodePortIPs, Element{Key: []any{a}})
-	}
-	tb.t.Sets = fixed
 }
 
-func (tb *tableBuilder) element(set string, e Element) {
-	s := tb.fixed[set]
-	s.Elements = append(s.Elements, e)
+func shardFixedSets(addr KeyType, cidrs []netip.Prefix, nodeIPs []netip.Addr) []*Set {
+	var out []*Set
+	if len(cidrs) > 0 {
+		cs := &Set{Name: SetClusterCIDRs, Keys: []KeyType{addr}, Interval: true, Comment: "pod networks: traffic from elsewhere to a ClusterIP is masqueraded"}
+		for _, c := range cidrs {
+			cs.Elements = append(cs.Elements, Element{Key: []any{c}})
+		}
+		out = append(out, cs, &Set{Name: SetClusterIPs, Keys: []KeyType{addr}, Comment: "ClusterIPs of the Services in this table"})
+	}
+	np := &Set{Name: SetNodePortIPs, Keys: []KeyType{addr}, Comment: "this node's addresses that accept NodePort traffic"}
+	for _, a := range nodeIPs {
+		np.Elements = append(np.Elements, Element{Key: []any{a}})
+	}
+	return append(out, np,
+		&Set{Name: MapServiceIPs, Keys: []KeyType{addr, KeyProto, KeyPort}, IsVerdictMap: true, Comment: "ClusterIP, external and load-balancer IP ports with endpoints"},
+		&Set{Name: MapServiceNodePorts, Keys: []KeyType{KeyProto, KeyPort}, IsVerdictMap: true, Comment: "node ports with endpoints"},
+	)
 }
 
-// claim reserves the dispatch keys of a Service port. A key already taken
-// by an older Service leaves this port out, with a Problem.
-func (tb *tableBuilder) claim(sp *servicePort) ([]Problem, bool) {
-	var keys []string
-	for _, ip := range append(append([]netip.Addr{sp.ClusterIP}, sp.ExternalIPs...), sp.LoadBalancerIPs...) {
-		keys = append(keys, fmt.Sprintf("%s . %s . %d", ip, sp.ID.Proto, sp.Port))
-	}
-	if sp.NodePort != 0 {
-		keys = append(keys, fmt.Sprintf("node port %s . %d", sp.ID.Proto, sp.NodePort))
-	}
-	for _, k := range keys {
-		if owner, ok := tb.claims[k]; ok && owner != sp.ID {
-			return []Problem{{Kind: "Service", Namespace: sp.ID.Namespace, Name: sp.ID.Name, Field: "spec.ports[" + sp.ID.Port + "]",
-				Message: fmt.Sprintf("%s is already used by Service %s/%s", k, owner.Namespace, owner.Name)}}, false
+// mergeSets joins a shard's fixed sets with those a table already has,
+// each name once.
+func mergeSets(shard, existing []*Set) []*Set {
+	seen := map[string]bool{}
+	var out []*Set
+	for _, s := range slices.Concat(shard, existing) {
+		if !seen[s.Name] {
+			seen[s.Name] = true
+			out = append(out, s)
 		}
 	}
-	for _, k := range keys {
-		tb.claims[k] = sp.ID
-	}
-	return nil, true
+	return out
 }
 
-// chain returns the per-Service chain of that name, creating it.
-func (tb *tableBuilder) chain(name string) *Chain {
-	c, ok := tb.chains[name]
-	if !ok {
-		c = &Chain{Name: name}
-		tb.chains[name] = c
-	}
-	return c
-}
-
-// finish adds the fixed chains and puts everything in its final order.
-func (tb *tableBuilder) finish() *Table {
-	for a := range tb.hairpin {
-		tb.element(SetHairpinEndpoints, Element{Key: []any{a, a}})
-	}
-	for _, s := range tb.t.Sets {
-		sortElements(s)
-	}
-	for _, name := range byIdentity(tb.sets) {
-		tb.t.Sets = append(tb.t.Sets, tb.sets[name])
-	}
-	tb.t.Chains = append(tb.t.Chains, baseChains(tb)...)
-	for _, name := range byIdentity(tb.chains) {
-		tb.t.Chains = append(tb.t.Chains, tb.chains[name])
-	}
-	return tb.t
-}
-
-func sortElements(s *Set) {
-	keys := make([]string, len(s.Elements))
-	for i := range s.Elements {
-		keys[i] = elementSortKey(s.Elements[i])
-	}
-	idx := make([]int, len(s.Elements))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
-	out := make([]Element, len(s.Elements))
-	for i, j := range idx {
-		out[i] = s.Elements[j]
-	}
-	s.Elements = out
-}
-
-// elementSortKey orders elements by their key values, addresses numerically.
-func elementSortKey(e Element) string {
-	var b strings.Builder
-	for _, k := range e.Key {
-		switch v := k.(type) {
-		case netip.Addr:
-			b.Write(v.AsSlice())
-		case netip.Prefix:
-			b.Write(v.Addr().AsSlice())
-			b.WriteByte(byte(v.Bits()))
-		case Proto:
-			b.WriteByte(byte(v))
-		case Port:
-			b.WriteByte(byte(v >> 8))
-			b.WriteByte(byte(v))
+// mergeChains puts a shard's fixed chains into a table that may already
+// hold the main table's: base chains first, then the others, each name once.
+func mergeChains(shard, existing []*Chain) []*Chain {
+	seen := map[string]bool{}
+	var out []*Chain
+	for _, c := range slices.Concat(shard, existing) {
+		if !seen[c.Name] {
+			seen[c.Name] = true
+			out = append(out, c)
 		}
 	}
-	return b.String()
+	slices.SortStableFunc(out, func(a, b *Chain) int { return cmp.Compare(chainRank(a), chainRank(b)) })
+	return out
+}
+
+func chainRank(c *Chain) int {
+	if c.Hook != nil {
+		return 0
+	}
+	return 1
 }
 
 // byIdentity orders per-Service object names by the readable identity

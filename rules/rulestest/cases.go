@@ -36,6 +36,8 @@ func Cases() []Case {
 	dual.Families = []rules.Family{rules.IPv4, rules.IPv6}
 	noCIDR := DefaultConfig()
 	noCIDR.ClusterCIDRs = nil
+	sharded := DefaultConfig()
+	sharded.ServicePortsPerShard = 1
 	c := func(name string) Case { return Case{Name: name, Config: DefaultConfig()} }
 	return []Case{
 		c("clusterip"),
@@ -53,6 +55,7 @@ func Cases() []Case {
 		c("traffic-policy"),
 		c("topology"),
 		c("conflict"),
+		{Name: "sharded", Config: sharded},
 	}
 }
 

@@ -1,0 +1,82 @@
+package rules
+
+import "net/netip"
+
+// portOutput is everything one Service port contributes to its family's
+// tables. A Builder keeps it between builds, and reuses it, pointers and
+// all, while the port's inputs do not change: that is what lets the
+// applier skip unchanged Services cheaply.
+type portOutput struct {
+	sp *servicePort
+	// chains and sets are the port's own objects, in name order.
+	chains []*Chain
+	sets   []*Set
+	// elements go to shared sets and maps, by set name.
+	elements []setElement
+	// hairpin are endpoint addresses that may reach themselves.
+	hairpin []netip.Addr
+	// claims are the dispatch keys the port needs for itself.
+	claims []string
+	// endpoints is the number of endpoints programmed.
+	endpoints int
+}
+
+type setElement struct {
+	set string
+	e   Element
+}
+
+// portBuilder builds one portOutput.
+type portBuilder struct {
+	f     Family
+	node  string
+	zone  string
+	cidrs []netip.Prefix
+	sp    *servicePort
+	// withClusterIP says whether this port adds its Service's ClusterIP to
+	// the cluster-ips set: only the first port of a Service does.
+	withClusterIP bool
+
+	out    *portOutput
+	chains map[string]*Chain
+	sets   map[string]*Set
+}
+
+func (pb *portBuilder) addrKey() KeyType {
+	if pb.f == IPv6 {
+		return KeyIPv6
+	}
+	return KeyIPv4
+}
+
+func (pb *portBuilder) element(set string, e Element) {
+	pb.out.elements = append(pb.out.elements, setElement{set: set, e: e})
+}
+
+// chain returns the port's chain of that name, creating it.
+func (pb *portBuilder) chain(name string) *Chain {
+	c, ok := pb.chains[name]
+	if !ok {
+		c = &Chain{Name: name}
+		pb.chains[name] = c
+	}
+	return c
+}
+
+// buildPort computes the output of one Service port.
+func buildPort(f Family, sp *servicePort, cfg Config, zone string, withClusterIP bool) *portOutput {
+	pb := &portBuilder{
+		f: f, node: cfg.NodeName, zone: zone, cidrs: prefixesOfFamily(cfg.ClusterCIDRs, f), sp: sp,
+		withClusterIP: withClusterIP,
+		out:           &portOutput{sp: sp, claims: claimKeys(sp)},
+		chains:        map[string]*Chain{}, sets: map[string]*Set{},
+	}
+	pb.out.endpoints = pb.addServicePort()
+	for _, name := range byIdentity(pb.chains) {
+		pb.out.chains = append(pb.out.chains, pb.chains[name])
+	}
+	for _, name := range byIdentity(pb.sets) {
+		pb.out.sets = append(pb.out.sets, pb.sets[name])
+	}
+	return pb.out
+}

@@ -1,0 +1,69 @@
+package rulestest
+
+import (
+	"fmt"
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/nftproxy/nftproxy/rules"
+)
+
+// Synthetic is a cluster of n ClusterIP Services with one TCP port each
+// and eps endpoints each, for benchmarks at scale. Service i is
+// "default/svc-i" at ServiceIP(i); its endpoints are EndpointIP(i, j).
+func Synthetic(n, eps int) rules.Snapshot {
+	s := rules.Snapshot{Config: DefaultConfig()}
+	s.Services = make([]*corev1.Service, 0, n)
+	s.EndpointSlices = make([]*discoveryv1.EndpointSlice, 0, n)
+	for i := range n {
+		s.Services = append(s.Services, SyntheticService(i))
+		s.EndpointSlices = append(s.EndpointSlices, SyntheticSlice(i, eps, 0))
+	}
+	return s
+}
+
+// SyntheticService is Service i of Synthetic.
+func SyntheticService(i int) *corev1.Service {
+	ip := ServiceIP(i).String()
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("svc-%d", i), UID: "svc"},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: ip, ClusterIPs: []string{ip},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(8080)}},
+		},
+	}
+}
+
+// SyntheticSlice is the EndpointSlice of Service i with eps endpoints;
+// shift moves the endpoints, to model a change.
+func SyntheticSlice(i, eps, shift int) *discoveryv1.EndpointSlice {
+	name, port, proto, ready := "http", int32(8080), corev1.ProtocolTCP, true
+	sl := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("svc-%d-abcde", i),
+			Labels: map[string]string{discoveryv1.LabelServiceName: fmt.Sprintf("svc-%d", i)}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
+	}
+	for j := range eps {
+		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{EndpointIP(i, j+shift).String()},
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+		})
+	}
+	return sl
+}
+
+// ServiceIP is the ClusterIP of Synthetic Service i, in 10.96.0.0/12.
+func ServiceIP(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(96 + i>>16), byte(i >> 8), byte(i)})
+}
+
+// EndpointIP is endpoint j of Synthetic Service i, in 10.128.0.0/9.
+func EndpointIP(i, j int) netip.Addr {
+	k := i*8 + j
+	return netip.AddrFrom4([4]byte{10, byte(128 + k>>16&0x7f), byte(k >> 8), byte(k)})
+}
