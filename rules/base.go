@@ -43,8 +43,8 @@ func shardChains(mark uint32, masqueradeOffCluster bool) []*Chain {
 		Rule{Stmts: []Stmt{MatchSet{Field: Daddr, Set: SetNodePortIPs}, VerdictMap{Keys: []LookupKey{KeyL4Proto, KeyDport}, Map: MapServiceNodePorts}}},
 	)
 	return []*Chain{
-		hooked(ChainNATPrerouting, ChainNAT, "prerouting", PriorityDstNAT, jump(ChainServices)),
-		hooked(ChainNATOutput, ChainNAT, "output", PriorityDstNAT, jump(ChainServices)),
+		hooked(ChainNATPrerouting, ChainNAT, "prerouting", PriorityServiceDNAT, jump(ChainServices)),
+		hooked(ChainNATOutput, ChainNAT, "output", PriorityServiceDNAT, jump(ChainServices)),
 		{Name: ChainServices, Rules: services},
 		{Name: ChainMarkForMasq, Rules: []Rule{{Stmts: []Stmt{SetMark{Bits: mark}}}}},
 	}

@@ -33,3 +33,24 @@ func BenchmarkRender(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBuildOneChange is the build after one EndpointSlice of N
+// changed, with a Builder that remembers the previous build.
+func BenchmarkBuildOneChange(b *testing.B) {
+	for _, n := range []int{1000, 10000, 30000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			s := rulestest.Synthetic(n, 3)
+			builder := rules.NewBuilder()
+			builder.Build(s)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				sl := rulestest.SyntheticSlice(i%n, 3, i%5)
+				sl.ResourceVersion = fmt.Sprint(i + 1)
+				s.EndpointSlices[i%n] = sl
+				builder.Build(s)
+			}
+		})
+	}
+}

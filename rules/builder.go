@@ -4,8 +4,11 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -30,14 +33,16 @@ func Build(s Snapshot) Result {
 }
 
 // Builder builds rulesets like Build, and remembers the output of each
-// Service between builds: a Service whose object, EndpointSlices and
-// surroundings are unchanged (same resourceVersions) is not built again,
-// and its chains, sets and elements are the very same values as last
-// time. Its output is still a function of the snapshot alone.
+// Service between builds: a Service whose object and EndpointSlices are
+// the very same objects as last time (as a watch cache hands them out) and
+// whose surroundings did not change is not built again, and its chains,
+// sets and elements are the very same values as last time. Its output is
+// still a function of the snapshot alone.
 type Builder struct {
 	global   string
-	services map[string]*serviceEntry
-	slices   map[string]sliceEntry
+	builds   uint64
+	services map[objKey]*serviceEntry
+	slices   map[*discoveryv1.EndpointSlice]*sliceEntry
 	// order is the Services in name order, and byAge in the order that
 	// settles conflicts; both are rebuilt only when a Service comes or goes.
 	order, byAge []*serviceEntry
@@ -46,55 +51,58 @@ type Builder struct {
 	shards map[Family]int
 }
 
+type objKey struct{ namespace, name string }
+
 type serviceEntry struct {
-	key         string
-	svc         *corev1.Service
-	fingerprint string
-	ports       []*portOutput
-	problems    []Problem
-	seen        bool
+	key      objKey
+	svc      *corev1.Service
+	ports    []*portOutput
+	problems []Problem
+	seen     uint64
+	dirty    bool
+	slices   []*discoveryv1.EndpointSlice
 }
 
 type sliceEntry struct {
-	version  string
+	service  objKey
 	problems []Problem
+	seen     uint64
 }
 
 // NewBuilder returns a Builder with nothing remembered.
 func NewBuilder() *Builder {
-	return &Builder{services: map[string]*serviceEntry{}, slices: map[string]sliceEntry{}, shards: map[Family]int{}}
+	return &Builder{services: map[objKey]*serviceEntry{}, slices: map[*discoveryv1.EndpointSlice]*sliceEntry{}, shards: map[Family]int{}}
 }
 
 // Build computes the ruleset of s; see the package function Build.
 func (b *Builder) Build(s Snapshot) Result {
 	if g := globalFingerprint(s); g != b.global {
-		b.global, b.services, b.order = g, map[string]*serviceEntry{}, nil
+		b.global, b.services, b.order = g, map[objKey]*serviceEntry{}, nil
 	}
+	b.builds++
 	var res Result
-	bySvc, problems := b.validSlices(s)
-	res.Problems = problems
-	b.refresh(s, bySvc)
-
-	claimed := map[string]string{}
-	accepted := map[*portOutput]bool{}
+	changedClaims := b.refresh(s)
+	if changedClaims {
+		b.settleClaims()
+	}
 	for _, e := range b.byAge {
 		res.Problems = append(res.Problems, e.problems...)
 		for _, out := range e.ports {
-			if p, ok := claim(claimed, out); !ok {
-				res.Problems = append(res.Problems, p)
+			if out.rejected != nil {
+				res.Problems = append(res.Problems, *out.rejected)
 				continue
 			}
-			accepted[out] = true
 			res.ServicePorts++
 			res.Endpoints += out.endpoints
 		}
 	}
+	res.Problems = append(res.Problems, b.sliceProblems(s)...)
 	res.Ruleset = &Ruleset{}
 	for _, f := range s.Config.families() {
 		var outs []*portOutput
 		for _, e := range b.order {
 			for _, out := range e.ports {
-				if out.sp.Family == f && accepted[out] {
+				if out.sp.Family == f && out.rejected == nil {
 					outs = append(outs, out)
 				}
 			}
@@ -105,50 +113,195 @@ func (b *Builder) Build(s Snapshot) Result {
 	return res
 }
 
-// refresh brings every Service's entry up to date and rebuilds the orders
-// when the set of Services changed.
-func (b *Builder) refresh(s Snapshot, bySvc map[sliceKey][]*discoveryv1.EndpointSlice) {
-	for _, e := range b.services {
-		e.seen = false
-	}
-	changed := false
+// refresh brings every Service's entry up to date, rebuilding those whose
+// object or EndpointSlices changed, and reports whether the dispatch keys
+// that Services claim may have changed.
+func (b *Builder) refresh(s Snapshot) bool {
+	cur := b.builds
 	for _, svc := range s.Services {
 		if !IsProxied(svc) {
 			continue
 		}
-		key := svc.Namespace + "/" + svc.Name
-		sls := bySvc[sliceKey{svc.Namespace, svc.Name}]
-		fp := serviceFingerprint(svc, sls)
-		e, ok := b.services[key]
+		k := objKey{svc.Namespace, svc.Name}
+		e, ok := b.services[k]
 		if !ok {
-			e = &serviceEntry{key: key}
-			b.services[key] = e
-			changed = true
+			e = &serviceEntry{key: k}
+			b.services[k] = e
 		}
-		e.seen = true
-		if fp == "" || fp != e.fingerprint || e.svc == nil {
-			e.svc, e.fingerprint = svc, fp
-			e.ports, e.problems = buildService(svc, sls, s)
+		e.seen = cur
+		e.dirty = !ok || e.svc != svc
+		e.svc = svc
+	}
+	b.markSlices(s)
+	gone := false
+	for k, e := range b.services {
+		if e.seen != cur {
+			delete(b.services, k)
+			gone = true // its claims are free for others
 		}
 	}
-	for key, e := range b.services {
-		if !e.seen {
-			delete(b.services, key)
-			changed = true
+	var dirty []*serviceEntry
+	for _, e := range b.services {
+		if e.dirty {
+			dirty = append(dirty, e)
+			e.slices = e.slices[:0]
 		}
 	}
-	if changed || b.order == nil {
+	if len(dirty) > 0 {
+		for _, sl := range s.EndpointSlices {
+			if se := b.slices[sl]; se != nil && len(se.problems) == 0 {
+				if e := b.services[se.service]; e != nil && e.dirty {
+					e.slices = append(e.slices, sl)
+				}
+			}
+		}
+	}
+	claimsMoved := gone || len(b.order) != len(b.services)
+	olds := make([][]*portOutput, len(dirty))
+	for i, e := range dirty {
+		olds[i] = e.ports
+	}
+	parallel(len(dirty), func(i int) {
+		e := dirty[i]
+		e.ports, e.problems = buildService(e.svc, e.slices, s)
+	})
+	for i, e := range dirty {
+		old := olds[i]
+		claimsMoved = claimsMoved || !sameClaims(old, e.ports)
+		if !claimsMoved {
+			for i := range e.ports {
+				e.ports[i].rejected = old[i].rejected
+			}
+		}
+		e.dirty = false
+	}
+	if len(b.order) != len(b.services) || gone {
 		b.order = b.order[:0]
 		for _, e := range b.services {
 			b.order = append(b.order, e)
 		}
-		slices.SortFunc(b.order, func(a, c *serviceEntry) int { return strings.Compare(a.key, c.key) })
+		slices.SortFunc(b.order, func(a, c *serviceEntry) int {
+			return cmp.Or(strings.Compare(a.key.namespace, c.key.namespace), strings.Compare(a.key.name, c.key.name))
+		})
 		b.byAge = slices.Clone(b.order)
 		slices.SortStableFunc(b.byAge, func(a, c *serviceEntry) int {
-			ta, tc := a.svc.CreationTimestamp, c.svc.CreationTimestamp
-			return ta.Compare(tc.Time)
+			return a.svc.CreationTimestamp.Compare(c.svc.CreationTimestamp.Time)
 		})
 	}
+	return claimsMoved
+}
+
+// parallel runs fn(0..n-1) on all processors when n is large enough for
+// that to pay: a first build of tens of thousands of Services.
+func parallel(n int, fn func(i int)) {
+	workers := runtime.GOMAXPROCS(0)
+	if n < 512 || workers == 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// markSlices validates new EndpointSlices (remembering the verdict per
+// object), forgets the ones gone, and marks the Services of both dirty.
+func (b *Builder) markSlices(s Snapshot) {
+	cur := b.builds
+	for _, sl := range s.EndpointSlices {
+		se := b.slices[sl]
+		if se == nil {
+			se = &sliceEntry{service: objKey{sl.Namespace, sl.Labels[discoveryv1.LabelServiceName]}, problems: validateSlice(sl)}
+			b.slices[sl] = se
+			b.markDirty(se.service)
+		}
+		se.seen = cur
+	}
+	for sl, se := range b.slices {
+		if se.seen != cur {
+			delete(b.slices, sl)
+			b.markDirty(se.service)
+		}
+	}
+}
+
+func (b *Builder) markDirty(k objKey) {
+	if e := b.services[k]; e != nil {
+		e.dirty = true
+	}
+}
+
+// sliceProblems lists the problems of invalid slices and of slices of no
+// known Service.
+func (b *Builder) sliceProblems(s Snapshot) []Problem {
+	var out []Problem
+	var all map[objKey]bool
+	known := func(k objKey) bool {
+		if all == nil {
+			all = make(map[objKey]bool, len(s.Services))
+			for _, svc := range s.Services {
+				all[objKey{svc.Namespace, svc.Name}] = true
+			}
+		}
+		return all[k]
+	}
+	var orphans map[objKey]bool
+	for sl, se := range b.slices {
+		if len(se.problems) > 0 {
+			out = append(out, se.problems...)
+			continue
+		}
+		if _, ok := b.services[se.service]; ok {
+			continue
+		}
+		if orphans == nil {
+			orphans = map[objKey]bool{}
+		}
+		if _, checked := orphans[se.service]; !checked {
+			orphans[se.service] = !known(se.service)
+		}
+		if orphans[se.service] {
+			out = append(out, Problem{Kind: "EndpointSlice", Namespace: sl.Namespace, Name: sl.Name,
+				Field: "metadata.labels", Message: "belongs to Service " + se.service.name + ", which does not exist"})
+		}
+	}
+	return out
+}
+
+// settleClaims decides, oldest Service first, which Service ports get the
+// dispatch keys they claim; a key already taken leaves the port out.
+func (b *Builder) settleClaims() {
+	claimed := map[string]string{}
+	for _, e := range b.byAge {
+		for _, out := range e.ports {
+			out.rejected = claim(claimed, out)
+		}
+	}
+}
+
+func sameClaims(a, b []*portOutput) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !slices.Equal(a[i].claims, b[i].claims) {
+			return false
+		}
+	}
+	return true
 }
 
 // buildService parses one Service and builds the output of its ports.
@@ -164,65 +317,6 @@ func buildService(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, s Snaps
 	return outs, problems
 }
 
-// validSlices validates every EndpointSlice (remembering the verdict per
-// resourceVersion) and groups the valid ones by Service.
-func (b *Builder) validSlices(s Snapshot) (map[sliceKey][]*discoveryv1.EndpointSlice, []Problem) {
-	known := make(map[sliceKey]bool, len(s.Services))
-	for _, svc := range s.Services {
-		known[sliceKey{svc.Namespace, svc.Name}] = true
-	}
-	var problems []Problem
-	next := make(map[string]sliceEntry, len(s.EndpointSlices))
-	bySvc := make(map[sliceKey][]*discoveryv1.EndpointSlice, len(s.EndpointSlices))
-	for _, sl := range s.EndpointSlices {
-		id := sl.Namespace + "/" + sl.Name
-		e, ok := b.slices[id]
-		if !ok || sl.ResourceVersion == "" || e.version != sl.ResourceVersion {
-			e = sliceEntry{version: sl.ResourceVersion, problems: validateSlice(sl)}
-		}
-		next[id] = e
-		if len(e.problems) > 0 {
-			problems = append(problems, e.problems...)
-			continue
-		}
-		k := sliceKey{sl.Namespace, sl.Labels[discoveryv1.LabelServiceName]}
-		if !known[k] {
-			problems = append(problems, Problem{Kind: "EndpointSlice", Namespace: sl.Namespace, Name: sl.Name,
-				Field: "metadata.labels", Message: "belongs to Service " + k.service + ", which does not exist"})
-			continue
-		}
-		bySvc[k] = append(bySvc[k], sl)
-	}
-	b.slices = next
-	return bySvc, problems
-}
-
-// serviceFingerprint names the inputs of one Service's output; "" means
-// they cannot be named (objects without resourceVersion) and the Service is
-// built afresh every time.
-func serviceFingerprint(svc *corev1.Service, sls []*discoveryv1.EndpointSlice) string {
-	if svc.ResourceVersion == "" {
-		return ""
-	}
-	var sb strings.Builder
-	sb.WriteString(string(svc.UID))
-	sb.WriteByte('/')
-	sb.WriteString(svc.ResourceVersion)
-	names := make([]string, 0, len(sls))
-	for _, sl := range sls {
-		if sl.ResourceVersion == "" {
-			return ""
-		}
-		names = append(names, sl.Name+"@"+sl.ResourceVersion)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		sb.WriteByte(' ')
-		sb.WriteString(n)
-	}
-	return sb.String()
-}
-
 // globalFingerprint names everything outside a Service that its output
 // depends on; when it changes, every Service is built again.
 func globalFingerprint(s Snapshot) string {
@@ -231,19 +325,19 @@ func globalFingerprint(s Snapshot) string {
 
 // claim reserves the dispatch keys of a Service port. A key already taken
 // by an older Service leaves this port out, with a Problem.
-func claim(claimed map[string]string, out *portOutput) (Problem, bool) {
+func claim(claimed map[string]string, out *portOutput) *Problem {
 	id := out.sp.ID
 	owner := id.Namespace + "/" + id.Name
 	for _, k := range out.claims {
 		if o, ok := claimed[k]; ok && o != owner {
-			return Problem{Kind: "Service", Namespace: id.Namespace, Name: id.Name, Field: "spec.ports[" + id.Port + "]",
-				Message: fmt.Sprintf("%s is already used by Service %s", strings.TrimPrefix(k, out.sp.Family.String()+" "), o)}, false
+			return &Problem{Kind: "Service", Namespace: id.Namespace, Name: id.Name, Field: "spec.ports[" + id.Port + "]",
+				Message: fmt.Sprintf("%s is already used by Service %s", strings.TrimPrefix(k, out.sp.Family.String()+" "), o)}
 		}
 	}
 	for _, k := range out.claims {
 		claimed[k] = owner
 	}
-	return Problem{}, true
+	return nil
 }
 
 // claimKeys are the dispatch keys a Service port needs: its IPs and port,

@@ -36,14 +36,29 @@ const (
 	MapNoEndpointService  = "no-endpoint-services"
 )
 
-// Hook priorities. NAT chains use the standard dstnat/srcnat priorities.
-// The filter chains run just before the standard filter priority (0) so that
-// a Service without endpoints is refused before a host firewall's own
-// filter rules see the packet.
+// Hook priorities. PriorityDstNAT and PrioritySrcNAT are the standard
+// dstnat/srcnat priorities, rendered by name. The filter chains run just
+// before the standard filter priority (0) so that a Service without
+// endpoints is refused before a host firewall's own filter rules see the
+// packet.
+//
+// The DNAT chains run at PriorityServiceDNAT, before dstnat, so that
+// nftproxy serves its Services when kube-proxy runs on the same node (as
+// during a migration): kube-proxy's nftables mode hooks its NAT chains at
+// dstnat (-100), and of several NAT chains on one hook the first that
+// DNATs a connection wins; the kernel then skips the others, for this
+// packet and the rest of the connection, so kube-proxy's chains never see
+// it. At an equal priority the most recently registered chain runs first
+// (measured on Linux 6.18), and kube-proxy deletes and re-creates its base
+// chains each time it starts: a restarted kube-proxy would win again.
+// Every NAT chain runs inside the kernel's one NAT hook at -100, so this
+// orders nftproxy before other NAT chains only, not before filter chains
+// between -110 and -100.
 const (
-	PriorityDstNAT int32 = -100
-	PrioritySrcNAT int32 = 100
-	PriorityFilter int32 = -10
+	PriorityDstNAT      int32 = -100
+	PrioritySrcNAT      int32 = 100
+	PriorityFilter      int32 = -10
+	PriorityServiceDNAT int32 = PriorityDstNAT - 10
 )
 
 // maxNameLen is the kernel's limit on chain and set names (NFT_NAME_MAXLEN

@@ -19,6 +19,9 @@ type portOutput struct {
 	claims []string
 	// endpoints is the number of endpoints programmed.
 	endpoints int
+	// rejected says why the port was left out: an older Service holds
+	// one of its dispatch keys. Settled by the Builder.
+	rejected *Problem
 }
 
 type setElement struct {

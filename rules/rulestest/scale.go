@@ -13,15 +13,18 @@ import (
 )
 
 // Synthetic is a cluster of n ClusterIP Services with one TCP port each
-// and eps endpoints each, for benchmarks at scale. Service i is
+// and eps endpoints each, for benchmarks at scale. Every object carries a
+// resourceVersion, as objects from the API server do. Service i is
 // "default/svc-i" at ServiceIP(i); its endpoints are EndpointIP(i, j).
 func Synthetic(n, eps int) rules.Snapshot {
 	s := rules.Snapshot{Config: DefaultConfig()}
 	s.Services = make([]*corev1.Service, 0, n)
 	s.EndpointSlices = make([]*discoveryv1.EndpointSlice, 0, n)
 	for i := range n {
-		s.Services = append(s.Services, SyntheticService(i))
-		s.EndpointSlices = append(s.EndpointSlices, SyntheticSlice(i, eps, 0))
+		svc, sl := SyntheticService(i), SyntheticSlice(i, eps, 0)
+		svc.ResourceVersion, sl.ResourceVersion = "1", "1"
+		s.Services = append(s.Services, svc)
+		s.EndpointSlices = append(s.EndpointSlices, sl)
 	}
 	return s
 }
@@ -49,9 +52,12 @@ func SyntheticSlice(i, eps, shift int) *discoveryv1.EndpointSlice {
 		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
 	}
 	for j := range eps {
+		// Endpoints run on other nodes, as nearly all of a large cluster's do.
+		node := fmt.Sprintf("node-%d", (i+j)%100+1)
 		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{
 			Addresses:  []string{EndpointIP(i, j+shift).String()},
 			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+			NodeName:   &node,
 		})
 	}
 	return sl
