@@ -12,7 +12,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -22,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nftproxy/nftproxy/proxy"
@@ -35,7 +33,6 @@ var syncKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "sync
 
 // ProxyReconciler turns the watched objects into a snapshot and syncs it.
 type ProxyReconciler struct {
-	Reader  client.Reader
 	Proxier *proxy.Proxier
 	Config  rules.Config
 	// MinSyncPeriod bounds how often the kernel is written.
@@ -51,6 +48,7 @@ type ProxyReconciler struct {
 
 	mu       sync.Mutex
 	lastSync time.Time
+	index    *index
 }
 
 // Reconcile runs one sync, no sooner than MinSyncPeriod after the last.
@@ -76,31 +74,9 @@ func (r *ProxyReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (r
 	return reconcile.Result{RequeueAfter: r.SyncPeriod}, nil
 }
 
-func (r *ProxyReconciler) snapshot(ctx context.Context) (rules.Snapshot, error) {
-	var services corev1.ServiceList
-	if err := r.Reader.List(ctx, &services); err != nil {
-		return rules.Snapshot{}, fmt.Errorf("listing Services: %w", err)
-	}
-	var slices discoveryv1.EndpointSliceList
-	if err := r.Reader.List(ctx, &slices); err != nil {
-		return rules.Snapshot{}, fmt.Errorf("listing EndpointSlices: %w", err)
-	}
+func (r *ProxyReconciler) snapshot(_ context.Context) (rules.Snapshot, error) {
 	snap := rules.Snapshot{Config: r.Config}
-	snap.Services = make([]*corev1.Service, 0, len(services.Items))
-	for i := range services.Items {
-		snap.Services = append(snap.Services, &services.Items[i])
-	}
-	snap.EndpointSlices = make([]*discoveryv1.EndpointSlice, 0, len(slices.Items))
-	for i := range slices.Items {
-		snap.EndpointSlices = append(snap.EndpointSlices, &slices.Items[i])
-	}
-	var node corev1.Node
-	switch err := r.Reader.Get(ctx, types.NamespacedName{Name: r.Config.NodeName}, &node); {
-	case err == nil:
-		snap.Node = &node
-	case !apierrors.IsNotFound(err):
-		return rules.Snapshot{}, fmt.Errorf("getting Node %s: %w", r.Config.NodeName, err)
-	}
+	snap.Services, snap.EndpointSlices, snap.Node = r.index.objects()
 	if r.LocalAddresses != nil && len(r.Config.NodePortAddresses) > 0 {
 		addrs, err := r.LocalAddresses()
 		if err != nil {
@@ -114,12 +90,8 @@ func (r *ProxyReconciler) snapshot(ctx context.Context) (rules.Snapshot, error) 
 // SetupWithManager registers the controller: Services, EndpointSlices and
 // this node's Node all map to the one sync key.
 func (r *ProxyReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	toSync := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
-		if r.Queued != nil {
-			r.Queued()
-		}
-		return []reconcile.Request{syncKey}
-	})
+	r.index = newIndex()
+	toSync := r.index.handler(r.Queued)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("nftproxy").
 		Watches(&corev1.Service{}, toSync).

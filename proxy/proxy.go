@@ -51,6 +51,8 @@ type Proxier struct {
 	triggers map[types.UID]string
 	// last is the ruleset of the last successful commit.
 	last *rules.Ruleset
+	// builder remembers each Service's rules between syncs.
+	builder *rules.Builder
 }
 
 // StaleFlowCleaner deletes conntrack entries that point at endpoints the
@@ -73,7 +75,10 @@ func (p *Proxier) Sync(ctx context.Context, s rules.Snapshot) (Outcome, error) {
 	now := p.clock()
 	start := now()
 
-	res := rules.Build(s)
+	if p.builder == nil {
+		p.builder = rules.NewBuilder()
+	}
+	res := p.builder.Build(s)
 	p.report(ctx, s, res.Problems)
 
 	if changed, err := p.Applier.Changed(); err != nil {
@@ -127,7 +132,7 @@ func (p *Proxier) clock() func() time.Time {
 func (p *Proxier) report(ctx context.Context, s rules.Snapshot, problems []rules.Problem) {
 	log := logr.FromContextOrDiscard(ctx)
 	seen := map[string]bool{}
-	objects := indexObjects(s)
+	var objects map[string]runtime.Object
 	for _, pr := range problems {
 		key := pr.String()
 		seen[key] = true
@@ -136,6 +141,9 @@ func (p *Proxier) report(ctx context.Context, s rules.Snapshot, problems []rules
 		}
 		log.Info("left out an invalid object", "kind", pr.Kind, "namespace", pr.Namespace, "name", pr.Name,
 			"field", pr.Field, "problem", pr.Message)
+		if objects == nil {
+			objects = indexObjects(s) // only when there is something new to tell
+		}
 		if obj := objects[pr.Kind+"/"+pr.Namespace+"/"+pr.Name]; obj != nil && p.Recorder != nil {
 			p.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, "InvalidForProxy", "Sync",
 				"nftproxy left this %s out of the node's rules: %s", pr.Kind, fieldAndMessage(pr))
