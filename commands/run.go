@@ -89,7 +89,6 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 		Recorder: mgr.GetEventRecorder("nftproxy"),
 	}
 	r := &controllers.ProxyReconciler{
-		Reader:         mgr.GetCache(),
 		Proxier:        proxier,
 		Config:         rc,
 		MinSyncPeriod:  cfg.MinSyncPeriod.Duration,
