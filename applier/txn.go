@@ -295,8 +295,14 @@ func (w *tableWriter) retire(old *deferred) *deferred {
 			w.st.Deferred++
 		}
 	}
-	for name := range w.prev.sets {
+	for name, ps := range w.prev.sets {
 		if _, ok := w.next.sets[name]; !ok {
+			if !ps.dynamic {
+				// A map's elements refer to chains: empty it now, so that
+				// neither stands in the way of deleting the other.
+				w.tx.conn.FlushSet(&nftables.Set{Name: name, Table: w.table})
+				w.tx.note("flush set %s %s: no longer used", w.f, name)
+			}
 			next.sets = append(next.sets, name)
 			w.st.Deferred++
 		}

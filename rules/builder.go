@@ -46,9 +46,6 @@ type Builder struct {
 	// order is the Services in name order, and byAge in the order that
 	// settles conflicts; both are rebuilt only when a Service comes or goes.
 	order, byAge []*serviceEntry
-	// shards never shrink while the Builder lives, so that a cluster near
-	// a threshold does not move its Services back and forth.
-	shards map[Family]int
 }
 
 type objKey struct{ namespace, name string }
@@ -71,7 +68,7 @@ type sliceEntry struct {
 
 // NewBuilder returns a Builder with nothing remembered.
 func NewBuilder() *Builder {
-	return &Builder{services: map[objKey]*serviceEntry{}, slices: map[*discoveryv1.EndpointSlice]*sliceEntry{}, shards: map[Family]int{}}
+	return &Builder{services: map[objKey]*serviceEntry{}, slices: map[*discoveryv1.EndpointSlice]*sliceEntry{}}
 }
 
 // Build computes the ruleset of s; see the package function Build.
@@ -107,7 +104,7 @@ func (b *Builder) Build(s Snapshot) Result {
 				}
 			}
 		}
-		res.Ruleset.Tables = append(res.Ruleset.Tables, assemble(f, s, outs, b.shardCount(f, len(outs), s.Config.ServicePortsPerShard))...)
+		res.Ruleset.Tables = append(res.Ruleset.Tables, assemble(f, s, outs, shardCount(len(outs), s.Config.ServicePortsPerShard))...)
 	}
 	sortProblems(res.Problems)
 	return res
@@ -356,8 +353,10 @@ func claimKeys(sp *servicePort) []string {
 // shardCount is how many tables hold the Service chains of one family. The
 // kernel checks every chain of a table reachable from its base chains at
 // each commit that touches a jump, so splitting Services over tables keeps
-// a one-Service commit cheap at tens of thousands of Services.
-func (b *Builder) shardCount(f Family, ports, perShard int) int {
+// a one-Service commit cheap at tens of thousands of Services. The count is
+// a power of two, so that doubling it moves half of the Services (and
+// their affinity state) to other tables, in one transaction.
+func shardCount(ports, perShard int) int {
 	if perShard <= 0 {
 		perShard = DefaultServicePortsPerShard
 	}
@@ -367,10 +366,6 @@ func (b *Builder) shardCount(f Family, ports, perShard int) int {
 			n *= 2
 		}
 	}
-	if b.shards[f] > n {
-		n = b.shards[f]
-	}
-	b.shards[f] = n
 	return n
 }
 
