@@ -2,6 +2,7 @@ package rules
 
 import (
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -55,26 +56,38 @@ type Table struct {
 	Name   string
 	Sets   []*Set
 	Chains []*Chain
+
+	index struct {
+		once   sync.Once
+		sets   map[string]*Set
+		chains map[string]*Chain
+	}
 }
 
-// Set returns the table's set or map of that name, or nil.
+// Set returns the table's set or map of that name, or nil. The first
+// lookup indexes the table, which must not change afterwards.
 func (t *Table) Set(name string) *Set {
-	for _, s := range t.Sets {
-		if s.Name == name {
-			return s
-		}
-	}
-	return nil
+	t.buildIndex()
+	return t.index.sets[name]
 }
 
 // Chain returns the table's chain of that name, or nil.
 func (t *Table) Chain(name string) *Chain {
-	for _, c := range t.Chains {
-		if c.Name == name {
-			return c
+	t.buildIndex()
+	return t.index.chains[name]
+}
+
+func (t *Table) buildIndex() {
+	t.index.once.Do(func() {
+		t.index.sets = make(map[string]*Set, len(t.Sets))
+		for _, s := range t.Sets {
+			t.index.sets[s.Name] = s
 		}
-	}
-	return nil
+		t.index.chains = make(map[string]*Chain, len(t.Chains))
+		for _, c := range t.Chains {
+			t.index.chains[c.Name] = c
+		}
+	})
 }
 
 // KeyType is the type of one field of a set key.
