@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/nftproxy/nftproxy/applier"
+	"github.com/nftproxy/nftproxy/kubeproxy"
 	"github.com/nftproxy/nftproxy/loader"
 	"github.com/nftproxy/nftproxy/rules"
 )
@@ -167,17 +168,45 @@ func skippedStatus(skipped bool) int {
 	return ExitOK
 }
 
-// Cleanup removes nftproxy's tables from the current network namespace.
+// Cleanup removes nftproxy's tables from the current network namespace,
+// or with --kube-proxy, kube-proxy's leftovers instead.
 func Cleanup(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	kubeProxy := fs.Bool("kube-proxy", false, "remove kube-proxy's leftovers instead of nftproxy's tables: "+
+		"its nftables tables (ip and ip6 kube-proxy) and the KUBE-* chains of its iptables and ipvs modes in "+
+		"iptables-nft's nat, filter and mangle tables, with the rules that jump to them; nftproxy's tables, kubelet's "+
+		"own KUBE-* chains and everything else stay (stop kube-proxy first)")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
+	}
+	if *kubeProxy {
+		return cleanupKubeProxy(stdout, stderr)
 	}
 	if err := applier.Cleanup(applier.Options{}); err != nil {
 		fmt.Fprintf(stderr, "nftproxy cleanup: %v\n", err)
 		return ExitError
 	}
 	fmt.Fprintln(stdout, "removed nftproxy's tables (ip and ip6)")
+	return ExitOK
+}
+
+// cleanupKubeProxy removes kube-proxy's leftovers from the current network
+// namespace and says what they were.
+func cleanupKubeProxy(stdout, stderr io.Writer) int {
+	l, err := kubeproxy.Detect(0)
+	if err != nil {
+		fmt.Fprintf(stderr, "nftproxy cleanup: %v\n", err)
+		return ExitError
+	}
+	if !l.Found() {
+		fmt.Fprintln(stdout, "found no kube-proxy leftovers")
+		return ExitOK
+	}
+	if err := kubeproxy.Cleanup(0); err != nil {
+		fmt.Fprintf(stderr, "nftproxy cleanup: %v\n", err)
+		return ExitError
+	}
+	fmt.Fprintf(stdout, "removed %s\n", l)
 	return ExitOK
 }

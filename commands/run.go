@@ -20,6 +20,7 @@ import (
 
 	"github.com/nftproxy/nftproxy/applier"
 	"github.com/nftproxy/nftproxy/config"
+	"github.com/nftproxy/nftproxy/conntrack"
 	"github.com/nftproxy/nftproxy/controllers"
 	"github.com/nftproxy/nftproxy/health"
 	"github.com/nftproxy/nftproxy/metrics"
@@ -63,6 +64,7 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 	if err != nil {
 		return err
 	}
+	holdWhileRefused(restCfg, log)
 	nsFd := 0
 	if netnsPath != "" {
 		h, err := netns.GetFromPath(netnsPath)
@@ -82,11 +84,14 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	state := health.NewState(cfg.SyncPeriod.Duration)
+	m := metrics.New(ctrlmetrics.Registry)
+	recorder := mgr.GetEventRecorder("nftproxy")
 	proxier := &proxy.Proxier{
-		Applier:  applier.New(applier.Options{NetNSFd: nsFd}),
-		Metrics:  metrics.New(ctrlmetrics.Registry),
-		Health:   state,
-		Recorder: mgr.GetEventRecorder("nftproxy"),
+		Applier:   applier.New(applier.Options{NetNSFd: nsFd}),
+		Metrics:   m,
+		Health:    state,
+		Recorder:  recorder,
+		Conntrack: conntrack.New(nsFd),
 	}
 	r := &controllers.ProxyReconciler{
 		Proxier:        proxier,
@@ -103,6 +108,12 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 		return state.Serve(ctx, cfg.HealthzBindAddress)
 	})); err != nil {
 		return fmt.Errorf("adding the health server: %w", err)
+	}
+	kp := &kubeProxyCheck{NetNSFd: nsFd, NodeName: cfg.NodeName, Reader: mgr.GetAPIReader(), Recorder: recorder,
+		Gauge: m.KubeProxyLeftovers, Period: cfg.SyncPeriod.Duration}
+	kp.check(ctx)
+	if err := mgr.Add(kp); err != nil {
+		return fmt.Errorf("adding the kube-proxy check: %w", err)
 	}
 	log.Info("starting nftproxy", "node", cfg.NodeName, "families", cfg.IPFamilies, "clusterCIDRs", cfg.ClusterCIDRs,
 		"health", cfg.HealthzBindAddress, "metrics", cfg.MetricsBindAddress)

@@ -18,6 +18,7 @@ type Metrics struct {
 	Repairs               prometheus.Counter
 	InvalidObjects        prometheus.Gauge
 	ConntrackFlowsDeleted prometheus.Counter
+	KubeProxyLeftovers    prometheus.Gauge
 }
 
 // New creates the collectors and registers them with reg.
@@ -66,8 +67,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "nftproxy_conntrack_flows_deleted_total",
 			Help: "Stale UDP and SCTP conntrack entries deleted after their endpoint went away.",
 		}),
+		KubeProxyLeftovers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nftproxy_kube_proxy_leftovers",
+			Help: "1 while kube-proxy's nftables tables or iptables chains are present on this node (nftproxy cleanup --kube-proxy removes them), else 0.",
+		}),
 	}
 	reg.MustRegister(m.SyncDuration, m.LastSuccess, m.SyncFailures, m.ServicePorts, m.Endpoints,
-		m.ObjectsWritten, m.ProgrammingLatency, m.Repairs, m.InvalidObjects, m.ConntrackFlowsDeleted)
+		m.ObjectsWritten, m.ProgrammingLatency, m.Repairs, m.InvalidObjects, m.ConntrackFlowsDeleted, m.KubeProxyLeftovers)
 	return m
 }
