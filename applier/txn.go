@@ -20,6 +20,10 @@ type txn struct {
 	tracing bool
 	trace   []string
 	err     error
+	// lastSetID numbers the sets this batch creates. google/nftables
+	// v0.3.0 would take them from a package-level counter that it changes
+	// under each connection's own lock: a data race between Appliers.
+	lastSetID uint32
 }
 
 func (tx *txn) empty() bool { return tx.ops == 0 }
@@ -120,6 +124,8 @@ func (w *tableWriter) createSets(want *rules.Table) {
 		w.next.sets[s.Name] = &setState{spec: desiredSpec(s), dynamic: s.Dynamic}
 		if ps == nil {
 			ns := w.newSet(s)
+			w.tx.lastSetID++
+			ns.ID = w.tx.lastSetID
 			if err := w.tx.conn.AddSet(ns, nil); err != nil && w.tx.err == nil {
 				w.tx.err = fmt.Errorf("adding set %s: %w", ns.Name, err)
 			}
