@@ -116,6 +116,10 @@ func (a *Applier) Apply(ctx context.Context, rs *rules.Ruleset) (Stats, error) {
 	nextDeferred := map[tableKey]*deferred{}
 	for _, t := range rs.Tables {
 		key := tableKey{t.Family, t.Name}
+		if prev := a.applied[key]; prev != nil && prev.table == t && a.deferred[key].empty() {
+			next[key] = prev // the very table last committed: nothing to do
+			continue
+		}
 		next[key], nextDeferred[key] = tx.syncTable(key, a.applied[key], t, a.deferred[key], &st)
 	}
 	for key, prev := range a.applied {

@@ -24,6 +24,9 @@ func (k tableKey) String() string { return k.family.String() + " " + k.name }
 // recognised by its pointer, without rendering it.
 type tableState struct {
 	exists bool
+	// table is the model last committed; the builder hands out the same
+	// table again when nothing in it changed.
+	table *rules.Table
 	// chains maps a chain name to the chain last written; nil when the
 	// chain was read from the kernel and its rules are unknown.
 	chains map[string]*rules.Chain
@@ -65,6 +68,8 @@ type deferred struct {
 	chains []string
 	sets   []string
 }
+
+func (d *deferred) empty() bool { return d == nil || len(d.chains)+len(d.sets) == 0 }
 
 // isOurs says whether a kernel table belongs to nftproxy.
 func isOurs(name string) bool {

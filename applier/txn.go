@@ -75,7 +75,7 @@ func (tx *txn) syncTable(key tableKey, prev *tableState, want *rules.Table, old 
 		tx.note("add table %s", key)
 		prev = &tableState{}
 	}
-	next := &tableState{exists: true, chains: make(map[string]*rules.Chain, len(want.Chains)), sets: map[string]*setState{}}
+	next := &tableState{exists: true, table: want, chains: make(map[string]*rules.Chain, len(want.Chains)), sets: map[string]*setState{}}
 	w := &tableWriter{tx: tx, f: key.family, table: table, prev: prev, next: next, st: st, sets: map[string]*nftables.Set{}}
 	// Order matters within the batch: a map element or rule can only
 	// refer to a chain or set that an earlier message created.

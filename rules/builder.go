@@ -40,6 +40,7 @@ func Build(s Snapshot) Result {
 // still a function of the snapshot alone.
 type Builder struct {
 	global   string
+	tables   map[Family]*familyTables
 	builds   uint64
 	services map[objKey]*serviceEntry
 	slices   map[*discoveryv1.EndpointSlice]*sliceEntry
@@ -68,19 +69,21 @@ type sliceEntry struct {
 
 // NewBuilder returns a Builder with nothing remembered.
 func NewBuilder() *Builder {
-	return &Builder{services: map[objKey]*serviceEntry{}, slices: map[*discoveryv1.EndpointSlice]*sliceEntry{}}
+	return &Builder{services: map[objKey]*serviceEntry{}, slices: map[*discoveryv1.EndpointSlice]*sliceEntry{}, tables: map[Family]*familyTables{}}
 }
 
 // Build computes the ruleset of s; see the package function Build.
 func (b *Builder) Build(s Snapshot) Result {
+	all := false
 	if g := globalFingerprint(s); g != b.global {
-		b.global, b.services, b.order = g, map[objKey]*serviceEntry{}, nil
+		b.global, b.services, b.order, all = g, map[objKey]*serviceEntry{}, nil, true
 	}
 	b.builds++
 	var res Result
-	changedClaims := b.refresh(s)
-	if changedClaims {
+	changed, claimsMoved := b.refresh(s)
+	if claimsMoved {
 		b.settleClaims()
+		all = true
 	}
 	for _, e := range b.byAge {
 		res.Problems = append(res.Problems, e.problems...)
@@ -104,16 +107,21 @@ func (b *Builder) Build(s Snapshot) Result {
 				}
 			}
 		}
-		res.Ruleset.Tables = append(res.Ruleset.Tables, assemble(f, s, outs, shardCount(len(outs), s.Config.ServicePortsPerShard))...)
+		n := shardCount(len(outs), s.Config.ServicePortsPerShard)
+		dirty := map[int]bool{}
+		for _, k := range changed {
+			dirty[shardOf(k.namespace, k.name, n)] = true
+		}
+		res.Ruleset.Tables = append(res.Ruleset.Tables, b.assemble(f, s, outs, n, dirty, all)...)
 	}
 	sortProblems(res.Problems)
 	return res
 }
 
 // refresh brings every Service's entry up to date, rebuilding those whose
-// object or EndpointSlices changed, and reports whether the dispatch keys
-// that Services claim may have changed.
-func (b *Builder) refresh(s Snapshot) bool {
+// object or EndpointSlices changed. It returns the Services rebuilt or
+// gone, and whether the dispatch keys that Services claim may have moved.
+func (b *Builder) refresh(s Snapshot) (changed []objKey, claimsMoved bool) {
 	cur := b.builds
 	for _, svc := range s.Services {
 		if !IsProxied(svc) {
@@ -134,6 +142,7 @@ func (b *Builder) refresh(s Snapshot) bool {
 	for k, e := range b.services {
 		if e.seen != cur {
 			delete(b.services, k)
+			changed = append(changed, k)
 			gone = true // its claims are free for others
 		}
 	}
@@ -153,7 +162,7 @@ func (b *Builder) refresh(s Snapshot) bool {
 			}
 		}
 	}
-	claimsMoved := gone || len(b.order) != len(b.services)
+	claimsMoved = gone || len(b.order) != len(b.services)
 	olds := make([][]*portOutput, len(dirty))
 	for i, e := range dirty {
 		olds[i] = e.ports
@@ -163,6 +172,7 @@ func (b *Builder) refresh(s Snapshot) bool {
 		e.ports, e.problems = buildService(e.svc, e.slices, s)
 	})
 	for i, e := range dirty {
+		changed = append(changed, e.key)
 		old := olds[i]
 		claimsMoved = claimsMoved || !sameClaims(old, e.ports)
 		if !claimsMoved {
@@ -185,7 +195,7 @@ func (b *Builder) refresh(s Snapshot) bool {
 			return a.svc.CreationTimestamp.Compare(c.svc.CreationTimestamp.Time)
 		})
 	}
-	return claimsMoved
+	return changed, claimsMoved
 }
 
 // parallel runs fn(0..n-1) on all processors when n is large enough for

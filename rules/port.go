@@ -11,8 +11,9 @@ type portOutput struct {
 	// chains and sets are the port's own objects, in name order.
 	chains []*Chain
 	sets   []*Set
-	// elements go to shared sets and maps, by set name.
-	elements []setElement
+	// elements go to the shared sets and maps of the port's table, and
+	// mainElements to those of table "nftproxy", by set name.
+	elements, mainElements []setElement
 	// hairpin are endpoint addresses that may reach themselves.
 	hairpin []netip.Addr
 	// claims are the dispatch keys the port needs for itself.
@@ -22,6 +23,8 @@ type portOutput struct {
 	// rejected says why the port was left out: an older Service holds
 	// one of its dispatch keys. Settled by the Builder.
 	rejected *Problem
+	// shard is the port's shard when there are shardCount of them.
+	shard, shardCount int
 }
 
 type setElement struct {
@@ -53,6 +56,10 @@ func (pb *portBuilder) addrKey() KeyType {
 }
 
 func (pb *portBuilder) element(set string, e Element) {
+	if mainSets[set] {
+		pb.out.mainElements = append(pb.out.mainElements, setElement{set: set, e: e})
+		return
+	}
 	pb.out.elements = append(pb.out.elements, setElement{set: set, e: e})
 }
 

@@ -16,13 +16,23 @@ func ShardTableName(i int) string { return fmt.Sprintf("%s-services-%02d", Table
 
 // shardOf places a Service in a shard by its namespace and name, so that
 // all its ports stand together and it stays put across restarts.
-func shardOf(id PortID, n int) int {
+func shardOf(namespace, name string, n int) int {
 	if n == 1 {
 		return 0
 	}
 	h := fnv.New32a()
-	h.Write([]byte(id.Namespace + "/" + id.Name))
+	h.Write([]byte(namespace))
+	h.Write([]byte{'/'})
+	h.Write([]byte(name))
 	return int(h.Sum32() % uint32(n))
+}
+
+// shardIn is the port's shard among n, remembered for the last n asked.
+func (out *portOutput) shardIn(n int) int {
+	if out.shardCount != n {
+		out.shard, out.shardCount = shardOf(out.sp.ID.Namespace, out.sp.ID.Name, n), n
+	}
+	return out.shard
 }
 
 // mainSets are the sets that live in table "nftproxy" itself; all others
@@ -31,10 +41,20 @@ var mainSets = map[string]bool{
 	SetHairpinEndpoints: true, MapNoEndpointService: true, MapNoEndpointNodePort: true,
 }
 
+// familyTables are one family's shard tables of the last build, kept so
+// that a shard none of whose Services changed is handed out again as the
+// very same table, which the applier then skips without looking inside.
+type familyTables struct {
+	shards  int
+	nodeIPs string
+	tables  []*Table
+}
+
 // assemble puts the outputs of one family's Service ports, already in
 // name order, into that family's tables: "nftproxy", and the shard tables
-// when there is more than one shard.
-func assemble(f Family, s Snapshot, outs []*portOutput, shards int) []*Table {
+// when there is more than one shard. Shards not in dirty are reused from
+// the last build unless all is set.
+func (b *Builder) assemble(f Family, s Snapshot, outs []*portOutput, shards int, dirty map[int]bool, all bool) []*Table {
 	addr := KeyIPv4
 	if f == IPv6 {
 		addr = KeyIPv6
@@ -43,57 +63,86 @@ func assemble(f Family, s Snapshot, outs []*portOutput, shards int) []*Table {
 	nodeIPs := nodePortAddresses(s, f)
 	mark := s.Config.masqueradeMark()
 
-	main := &Table{Family: f, Name: TableName}
-	main.Sets = mainFixedSets(addr, nodeIPs)
-	main.Chains = mainChains(mark)
-	tables := []*Table{main}
-	shardTables := []*Table{main}
-	if shards > 1 {
-		shardTables = nil
-		for i := range shards {
-			t := &Table{Family: f, Name: ShardTableName(i)}
-			tables = append(tables, t)
-			shardTables = append(shardTables, t)
-		}
+	main := &Table{Family: f, Name: TableName, Sets: mainFixedSets(addr, nodeIPs), Chains: mainChains(mark)}
+	fillMain(main, outs)
+	if shards == 1 {
+		main.Sets = mergeSets(shardFixedSets(addr, cidrs, nodeIPs), main.Sets)
+		main.Chains = mergeChains(shardChains(mark, len(cidrs) > 0), main.Chains)
+		fillShard(main, outs)
+		delete(b.tables, f)
+		return []*Table{main}
 	}
-	for _, t := range shardTables {
-		t.Sets = mergeSets(shardFixedSets(addr, cidrs, nodeIPs), t.Sets)
-		t.Chains = mergeChains(shardChains(mark, len(cidrs) > 0), t.Chains)
+	prev := b.tables[f]
+	ipsText := fmt.Sprint(nodeIPs)
+	if prev == nil || prev.shards != shards || prev.nodeIPs != ipsText {
+		all, prev = true, &familyTables{shards: shards, nodeIPs: ipsText, tables: make([]*Table, shards)}
+		b.tables[f] = prev
 	}
-	sets := func(t *Table) map[string]*Set {
-		m := make(map[string]*Set, len(t.Sets))
-		for _, s := range t.Sets {
-			m[s.Name] = s
-		}
-		return m
-	}
-	mainByName := sets(main)
-	shardByName := make([]map[string]*Set, len(shardTables))
-	for i, t := range shardTables {
-		shardByName[i] = sets(t)
-	}
-	hairpin := map[netip.Addr]bool{}
+	byShard := make([][]*portOutput, shards)
 	for _, out := range outs {
-		i := shardOf(out.sp.ID, shards)
-		t := shardTables[i]
-		t.Chains = append(t.Chains, out.chains...)
-		t.Sets = append(t.Sets, out.sets...)
-		for _, se := range out.elements {
-			target := shardByName[i][se.set]
-			if mainSets[se.set] {
-				target = mainByName[se.set]
-			}
-			target.Elements = append(target.Elements, se.e)
+		i := out.shardIn(shards)
+		if all || dirty[i] {
+			byShard[i] = append(byShard[i], out)
+		}
+	}
+	tables := []*Table{main}
+	for i := range shards {
+		if all || dirty[i] || prev.tables[i] == nil {
+			t := &Table{Family: f, Name: ShardTableName(i),
+				Sets: shardFixedSets(addr, cidrs, nodeIPs), Chains: shardChains(mark, len(cidrs) > 0)}
+			fillShard(t, byShard[i])
+			prev.tables[i] = t
+		}
+		tables = append(tables, prev.tables[i])
+	}
+	return tables
+}
+
+// fillMain adds what the outputs give table "nftproxy": Service ports
+// without endpoints, and endpoints that may hairpin.
+func fillMain(main *Table, outs []*portOutput) {
+	byName := setsByName(main)
+	hairpin := map[netip.Addr]bool{}
+	hp := byName[SetHairpinEndpoints]
+	for _, out := range outs {
+		for _, se := range out.mainElements {
+			byName[se.set].Elements = append(byName[se.set].Elements, se.e)
 		}
 		for _, a := range out.hairpin {
 			if !hairpin[a] {
 				hairpin[a] = true
-				hp := mainByName[SetHairpinEndpoints]
 				hp.Elements = append(hp.Elements, Element{Key: []any{a, a}})
 			}
 		}
 	}
-	return tables
+}
+
+// fillShard adds the outputs' chains, sets and dispatch elements to the
+// table that holds their Services.
+func fillShard(t *Table, outs []*portOutput) {
+	byName := setsByName(t)
+	nChains, nSets := len(t.Chains), len(t.Sets)
+	for _, out := range outs {
+		nChains += len(out.chains)
+		nSets += len(out.sets)
+	}
+	t.Chains = slices.Grow(t.Chains, nChains-len(t.Chains))
+	t.Sets = slices.Grow(t.Sets, nSets-len(t.Sets))
+	for _, out := range outs {
+		t.Chains = append(t.Chains, out.chains...)
+		t.Sets = append(t.Sets, out.sets...)
+		for _, se := range out.elements {
+			byName[se.set].Elements = append(byName[se.set].Elements, se.e)
+		}
+	}
+}
+
+func setsByName(t *Table) map[string]*Set {
+	m := make(map[string]*Set, len(t.Sets))
+	for _, s := range t.Sets {
+		m[s.Name] = s
+	}
+	return m
 }
 
 func mainFixedSets(addr KeyType, nodeIPs []netip.Addr) []*Set {
