@@ -21,6 +21,7 @@ var table = map[string]struct {
 	"apply":   {Apply, "program that ruleset into this network namespace, in one transaction"},
 	"version": {Version, "print the version, commit and Go version"},
 	"cleanup": {Cleanup, "remove nftproxy's tables from this network namespace"},
+	"explain": {Explain, "show the path a new connection takes through the rules of a dump or of this namespace"},
 }
 
 // Version prints the version of this binary.

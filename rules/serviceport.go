@@ -100,6 +100,11 @@ func (pb *portBuilder) firewallChain(next string) *Chain {
 	comment := sp.ID.Comment()
 	c.Rules = nil
 	for _, p := range sp.SourceRanges {
+		if p.Bits() == 0 {
+			// 0.0.0.0/0 lets everyone in: no match, and no drop after it.
+			c.Rules = []Rule{{Comment: comment, Stmts: []Stmt{goTo(next)}}}
+			return c
+		}
 		c.Rules = append(c.Rules, Rule{Comment: comment, Stmts: []Stmt{MatchPrefix{Field: Saddr, Prefix: p}, goTo(next)}})
 	}
 	c.Rules = append(c.Rules, Rule{Comment: comment, Stmts: []Stmt{Verdict{Kind: Drop}}})

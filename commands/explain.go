@@ -1,0 +1,177 @@
+package commands
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/nftproxy/nftproxy/explain"
+	"github.com/nftproxy/nftproxy/rules"
+)
+
+// explainFlags describe the packet to explain.
+type explainFlags struct {
+	src, dst   string
+	port       uint
+	proto      string
+	from       string
+	localAddrs string
+	netns      string
+}
+
+func (x *explainFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&x.src, "src", "", "source address of the new connection (required)")
+	fs.StringVar(&x.dst, "dst", "", "destination address (required)")
+	fs.UintVar(&x.port, "port", 0, "destination port (required)")
+	fs.StringVar(&x.proto, "proto", "tcp", "transport protocol: tcp, udp or sctp")
+	fs.StringVar(&x.from, "from", "pod", "where the packet comes from: pod (it arrives from another interface; a source "+
+		"outside the cluster CIDRs counts as from outside) or node (the node itself sends it)")
+	fs.StringVar(&x.localAddrs, "local-addrs", "", "comma-separated addresses that are local to the node "+
+		"(default: the addresses that accept NodePort traffic)")
+	fs.StringVar(&x.netns, "netns", "", "without -f: read the rules of this network namespace (a path like /run/netns/NAME) instead of the current one")
+}
+
+func (x *explainFlags) packet() (explain.Packet, error) {
+	var p explain.Packet
+	var err error
+	if p.Src, err = parseAddr("--src", x.src); err != nil {
+		return p, err
+	}
+	if p.Dst, err = parseAddr("--dst", x.dst); err != nil {
+		return p, err
+	}
+	if p.Src.Is4() != p.Dst.Is4() {
+		return p, errors.New("--src and --dst must be of the same IP family")
+	}
+	if x.port < 1 || x.port > 65535 {
+		return p, fmt.Errorf("--port %d is out of range (1-65535)", x.port)
+	}
+	p.Port = rules.Port(x.port)
+	switch strings.ToLower(x.proto) {
+	case "tcp":
+		p.Proto = rules.ProtoTCP
+	case "udp":
+		p.Proto = rules.ProtoUDP
+	case "sctp":
+		p.Proto = rules.ProtoSCTP
+	default:
+		return p, fmt.Errorf("--proto %q: want tcp, udp or sctp", x.proto)
+	}
+	switch x.from {
+	case "pod":
+	case "node":
+		p.FromNode = true
+	default:
+		return p, fmt.Errorf("--from %q: want pod or node", x.from)
+	}
+	for _, s := range splitList(x.localAddrs) {
+		a, err := parseAddr("--local-addrs", s)
+		if err != nil {
+			return p, err
+		}
+		p.LocalAddrs = append(p.LocalAddrs, a)
+	}
+	return p, nil
+}
+
+func parseAddr(flagName, s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, fmt.Errorf("%s is required", flagName)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%s: %q is not an IP address", flagName, s)
+	}
+	return a.Unmap(), nil
+}
+
+// Explain prints the path that a new connection takes through nftproxy's
+// rules: those that a dump gives with -f, or without it, those in the
+// kernel of this network namespace.
+func Explain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o offlineFlags
+	o.bind(fs)
+	var x explainFlags
+	x.bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	p, err := x.packet()
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err == nil {
+		err = checkSources(fs, o.file)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "nftproxy explain: %v\n", err)
+		return ExitUsage
+	}
+	if o.file == "" {
+		return explainKernel(p, x.netns, stdout, stderr)
+	}
+	s, skipped, err := o.snapshot(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "nftproxy explain: %v\n", err)
+		return ExitUsage
+	}
+	res := rules.Build(s)
+	for _, pr := range res.Problems {
+		fmt.Fprintf(stderr, "skipped: %s\n", pr)
+	}
+	fmt.Fprintf(stdout, "Rules: built from %s\n", o.file)
+	fmt.Fprint(stdout, explain.Explain(res.Ruleset, p))
+	return skippedStatus(skipped || len(res.Problems) > 0)
+}
+
+// checkSources refuses flags that describe the other source of rules.
+func checkSources(fs *flag.FlagSet, file string) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		switch {
+		case file == "" && (f.Name == "node-name" || f.Name == "cluster-cidr" || f.Name == "ip-families"):
+			err = fmt.Errorf("--%s describes a dump; it needs -f", f.Name)
+		case file != "" && f.Name == "netns":
+			err = errors.New("--netns reads a kernel; it cannot go with -f")
+		}
+	})
+	return err
+}
+
+func explainKernel(p explain.Packet, netnsPath string, stdout, stderr io.Writer) int {
+	fd, where := 0, "the current network namespace"
+	if netnsPath != "" {
+		h, err := netns.GetFromPath(netnsPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "nftproxy explain: opening network namespace %s: %v\n", netnsPath, err)
+			return ExitError
+		}
+		defer h.Close()
+		fd, where = int(h), "network namespace "+netnsPath
+	}
+	k, err := explain.ReadKernel(fd)
+	if err != nil {
+		fmt.Fprintf(stderr, "nftproxy explain: %v\n", err)
+		return ExitError
+	}
+	for _, u := range k.Unrecognized {
+		fmt.Fprintf(stderr, "unrecognized: table %s %s, chain %s, rule %d: %s\n", u.Family, u.Table, u.Chain, u.Rule+1, u.Reason)
+	}
+	names := make([]string, len(k.Ruleset.Tables))
+	for i, t := range k.Ruleset.Tables {
+		names[i] = t.Family.String() + " " + t.Name
+	}
+	if len(names) == 0 {
+		names = []string{"no nftproxy tables"}
+	}
+	fmt.Fprintf(stdout, "Rules: the kernel of %s (%s)\n", where, strings.Join(names, ", "))
+	fmt.Fprint(stdout, k.Explain(p))
+	return ExitOK
+}
