@@ -23,6 +23,7 @@ import (
 	"github.com/nftproxy/nftproxy/conntrack"
 	"github.com/nftproxy/nftproxy/controllers"
 	"github.com/nftproxy/nftproxy/health"
+	"github.com/nftproxy/nftproxy/healthcheck"
 	"github.com/nftproxy/nftproxy/metrics"
 	"github.com/nftproxy/nftproxy/proxy"
 	"github.com/nftproxy/nftproxy/rules"
@@ -86,12 +87,17 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 	state := health.NewState(cfg.SyncPeriod.Duration)
 	m := metrics.New(ctrlmetrics.Registry)
 	recorder := mgr.GetEventRecorder("nftproxy")
+	healthChecks := &healthcheck.Server{NetNSFd: nsFd, Healthy: state.Healthy, Log: log}
 	proxier := &proxy.Proxier{
-		Applier:   applier.New(applier.Options{NetNSFd: nsFd}),
-		Metrics:   m,
-		Health:    state,
-		Recorder:  recorder,
-		Conntrack: conntrack.New(nsFd),
+		Applier:      applier.New(applier.Options{NetNSFd: nsFd}),
+		Metrics:      m,
+		Health:       state,
+		Recorder:     recorder,
+		Conntrack:    conntrack.New(nsFd),
+		HealthChecks: healthChecks,
+	}
+	if err := mgr.Add(manager.RunnableFunc(healthChecks.Run)); err != nil {
+		return fmt.Errorf("adding the health check node ports: %w", err)
 	}
 	r := &controllers.ProxyReconciler{
 		Proxier:        proxier,

@@ -42,6 +42,9 @@ type Proxier struct {
 	// Conntrack, when set, is told which flows became stale after each
 	// successful commit.
 	Conntrack StaleFlowCleaner
+	// HealthChecks, when set, serves the health check node ports of the
+	// Services last committed.
+	HealthChecks HealthCheckServer
 
 	now func() time.Time
 	// reported are the problems already told in an Event, so that a broken
@@ -53,6 +56,11 @@ type Proxier struct {
 	last *rules.Ruleset
 	// builder remembers each Service's rules between syncs.
 	builder *rules.Builder
+}
+
+// HealthCheckServer serves health check node ports.
+type HealthCheckServer interface {
+	Sync(checks []rules.HealthCheck) error
 }
 
 // StaleFlowCleaner deletes conntrack entries that point at endpoints the
@@ -118,6 +126,11 @@ func (p *Proxier) Sync(ctx context.Context, s rules.Snapshot) (Outcome, error) {
 		}
 	}
 	p.last = res.Ruleset
+	if p.HealthChecks != nil {
+		if err := p.HealthChecks.Sync(res.HealthChecks); err != nil {
+			log.Error(err, "serving health check node ports")
+		}
+	}
 	return Outcome{Stats: st, Again: st.Deferred > 0}, nil
 }
 

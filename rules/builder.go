@@ -22,6 +22,20 @@ type Result struct {
 	ServicePorts int
 	// Endpoints is the number of endpoint entries programmed.
 	Endpoints int
+	// HealthChecks are the health check node ports this node must serve,
+	// one per LoadBalancer Service with externalTrafficPolicy Local.
+	HealthChecks []HealthCheck
+}
+
+// HealthCheck is what a load balancer asks a node about one Service: does
+// it have local endpoints ready to take traffic?
+type HealthCheck struct {
+	Namespace, Name string
+	NodePort        int
+	// LocalEndpoints counts this node's ready endpoints, in all families;
+	// terminating ones do not count, so that a load balancer moves away
+	// from a node whose pods are going.
+	LocalEndpoints int
 }
 
 // Build computes the complete desired ruleset from a snapshot. It is a pure
@@ -52,10 +66,11 @@ type Builder struct {
 type objKey struct{ namespace, name string }
 
 type serviceEntry struct {
-	key      objKey
-	svc      *corev1.Service
-	ports    []*portOutput
-	problems []Problem
+	key         objKey
+	svc         *corev1.Service
+	ports       []*portOutput
+	problems    []Problem
+	healthCheck *HealthCheck
 	seen     uint64
 	dirty    bool
 	slices   []*discoveryv1.EndpointSlice
@@ -84,6 +99,11 @@ func (b *Builder) Build(s Snapshot) Result {
 	if claimsMoved {
 		b.settleClaims()
 		all = true
+	}
+	for _, e := range b.order {
+		if e.healthCheck != nil {
+			res.HealthChecks = append(res.HealthChecks, *e.healthCheck)
+		}
 	}
 	for _, e := range b.byAge {
 		res.Problems = append(res.Problems, e.problems...)
@@ -170,6 +190,7 @@ func (b *Builder) refresh(s Snapshot) (changed []objKey, claimsMoved bool) {
 	parallel(len(dirty), func(i int) {
 		e := dirty[i]
 		e.ports, e.problems = buildService(e.svc, e.slices, s)
+		e.healthCheck = healthCheckOf(e.svc, e.ports, e.problems, s.Config.NodeName)
 	})
 	for i, e := range dirty {
 		changed = append(changed, e.key)
@@ -196,6 +217,26 @@ func (b *Builder) refresh(s Snapshot) (changed []objKey, claimsMoved bool) {
 		})
 	}
 	return changed, claimsMoved
+}
+
+// healthCheckOf is the health check node port of a LoadBalancer Service
+// with externalTrafficPolicy Local, or nil.
+func healthCheckOf(svc *corev1.Service, ports []*portOutput, problems []Problem, node string) *HealthCheck {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal ||
+		svc.Spec.HealthCheckNodePort < 1 || svc.Spec.HealthCheckNodePort > 65535 || len(problems) > 0 {
+		return nil
+	}
+	hc := &HealthCheck{Namespace: svc.Namespace, Name: svc.Name, NodePort: int(svc.Spec.HealthCheckNodePort)}
+	seen := map[netip.Addr]bool{}
+	for _, out := range ports {
+		for _, ep := range out.sp.Endpoints {
+			if ep.Ready && node != "" && ep.NodeName == node && !seen[ep.Addr.Addr()] {
+				seen[ep.Addr.Addr()] = true
+				hc.LocalEndpoints++
+			}
+		}
+	}
+	return hc
 }
 
 // parallel runs fn(0..n-1) on all processors when n is large enough for
