@@ -49,7 +49,7 @@ func TestServer(t *testing.T) {
 			defer resp.Body.Close()
 			assert.Equal(t, tc.wantStatus, resp.StatusCode)
 			var body struct {
-				Service struct{ Namespace, Name string }
+				Service             struct{ Namespace, Name string }
 				LocalEndpoints      int  `json:"localEndpoints"`
 				ServiceProxyHealthy bool `json:"serviceProxyHealthy"`
 			}
