@@ -112,7 +112,7 @@ func (w *walker) matchSet(b *branch, s rules.MatchSet) action {
 		// A new client is in no affinity set; one that came within the
 		// timeout is, and goes back to its endpoint.
 		b.affinity = max(b.affinity, set.Timeout)
-		note := fmt.Sprintf("a new client is not in @%s (ClientIP affinity: a returning client is, for %s)", s.Set, durationText(set.Timeout))
+		note := fmt.Sprintf("a new client is not in @%s (ClientIP affinity: a returning client is, for %s)", s.Set, rules.Duration(set.Timeout))
 		if setHas(set, v) {
 			note += fmt.Sprintf("; %s is in it now, so while its entry lives it takes this rule", v)
 		}
@@ -188,7 +188,7 @@ func (w *walker) updateSet(b *branch, s rules.UpdateSet) action {
 		return action{kind: actNext}
 	}
 	b.affinity = max(b.affinity, set.Timeout)
-	b.note("remembers %s in @%s for %s (ClientIP affinity)", w.p.Src, s.Set, durationText(set.Timeout))
+	b.note("remembers %s in @%s for %s (ClientIP affinity)", w.p.Src, s.Set, rules.Duration(set.Timeout))
 	return action{kind: actNext}
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/nftproxy/nftproxy/rules"
 )
@@ -115,7 +114,7 @@ func (p Path) writeSummary(b *strings.Builder) {
 		}
 	}
 	if p.Affinity > 0 {
-		fmt.Fprintf(b, "With ClientIP affinity: a returning client goes back to its endpoint for %s.\n", durationText(p.Affinity))
+		fmt.Fprintf(b, "With ClientIP affinity: a returning client goes back to its endpoint for %s.\n", rules.Duration(p.Affinity))
 	}
 }
 
@@ -157,21 +156,3 @@ func (o Outcome) text() string {
 	return s
 }
 
-// durationText writes a duration the way nft does: "3h", "10m", "1h30m".
-func durationText(d time.Duration) string {
-	s := int64(d / time.Second)
-	var b strings.Builder
-	for _, u := range []struct {
-		n    int64
-		unit string
-	}{{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}} {
-		if s >= u.n {
-			fmt.Fprintf(&b, "%d%s", s/u.n, u.unit)
-			s %= u.n
-		}
-	}
-	if b.Len() == 0 {
-		return "0s"
-	}
-	return b.String()
-}

@@ -76,7 +76,7 @@ func (s *Set) render(b *strings.Builder, f Family) {
 		fmt.Fprintf(b, "\t\tflags %s\n", strings.Join(flags, ","))
 	}
 	if s.Timeout > 0 {
-		fmt.Fprintf(b, "\t\ttimeout %s\n", nftDuration(s.Timeout))
+		fmt.Fprintf(b, "\t\ttimeout %s\n", Duration(s.Timeout))
 	}
 	if s.Comment != "" {
 		fmt.Fprintf(b, "\t\tcomment %q\n", s.Comment)
@@ -284,8 +284,8 @@ func neg(b bool) string {
 	return ""
 }
 
-// nftDuration prints a duration the way nft writes it: "3h", "1h30m", "10s".
-func nftDuration(d time.Duration) string {
+// Duration prints a duration the way nft writes it: "3h", "1h30m", "10s".
+func Duration(d time.Duration) string {
 	s := int64(d / time.Second)
 	var b strings.Builder
 	for _, u := range []struct {
