@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nftproxy/nftproxy/applier"
+	"github.com/nftproxy/nftproxy/internal/netnstest"
 	"github.com/nftproxy/nftproxy/rules"
 	"github.com/nftproxy/nftproxy/rules/rulestest"
 )
@@ -24,8 +25,8 @@ func TestFullSyncKeepsSets(t *testing.T) {
 			t.Parallel()
 			s, _ := c.Snapshot(t)
 			rs := rules.Build(s).Ruleset
-			ns := newNamespace(t)
-			fd := nsFd(t, ns)
+			ns := netnstest.NewNamespace(t)
+			fd := netnstest.Fd(t, ns)
 			_, err := applier.New(applier.Options{NetNSFd: fd}).Apply(context.Background(), rs)
 			require.NoError(t, err)
 			var dynamic []string

@@ -12,6 +12,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/nftproxy/nftproxy/applier"
+	"github.com/nftproxy/nftproxy/internal/netnstest"
 	"github.com/nftproxy/nftproxy/rules"
 	"github.com/nftproxy/nftproxy/rules/rulestest"
 )
@@ -23,10 +24,10 @@ import (
 func TestIncrementalEqualsFull(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	const steps = 80
-	incremental := newNamespace(t)
-	fresh := newNamespace(t)
-	freshFd := nsFd(t, fresh)
-	inc := applier.New(applier.Options{NetNSFd: nsFd(t, incremental)})
+	incremental := netnstest.NewNamespace(t)
+	fresh := netnstest.NewNamespace(t)
+	freshFd := netnstest.Fd(t, fresh)
+	inc := applier.New(applier.Options{NetNSFd: netnstest.Fd(t, incremental)})
 	builder := rules.NewBuilder()
 	w := newWorld(rng)
 	for step := range steps {

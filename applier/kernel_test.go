@@ -2,8 +2,6 @@ package applier_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"regexp"
@@ -13,9 +11,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/vishvananda/netns"
 
 	"github.com/nftproxy/nftproxy/applier"
+	"github.com/nftproxy/nftproxy/internal/netnstest"
 	"github.com/nftproxy/nftproxy/rules"
 	"github.com/nftproxy/nftproxy/rules/rulestest"
 )
@@ -30,11 +28,11 @@ func TestAgreement(t *testing.T) {
 			s, _ := c.Snapshot(t)
 			rs := rules.Build(s).Ruleset
 
-			viaText := newNamespace(t)
+			viaText := netnstest.NewNamespace(t)
 			nft(t, viaText, "-f", writeTemp(t, rs.String()))
 
-			viaNetlink := newNamespace(t)
-			a := applier.New(applier.Options{NetNSFd: nsFd(t, viaNetlink)})
+			viaNetlink := netnstest.NewNamespace(t)
+			a := applier.New(applier.Options{NetNSFd: netnstest.Fd(t, viaNetlink)})
 			_, err := a.Apply(context.Background(), rs)
 			require.NoError(t, err)
 
@@ -52,7 +50,7 @@ func TestSecondApplyIsNoop(t *testing.T) {
 	c := rulestest.Cases()[0]
 	s, _ := c.Snapshot(t)
 	rs := rules.Build(s).Ruleset
-	a := applier.New(applier.Options{NetNSFd: nsFd(t, newNamespace(t))})
+	a := applier.New(applier.Options{NetNSFd: netnstest.Fd(t, netnstest.NewNamespace(t))})
 	st, err := a.Apply(context.Background(), rs)
 	require.NoError(t, err)
 	assert.True(t, st.Full)
@@ -113,25 +111,4 @@ func writeTemp(t *testing.T, text string) string {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	return f.Name()
-}
-
-// newNamespace creates an empty network namespace with a unique name and
-// removes it when the test ends.
-func newNamespace(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "nftp-ap-" + hex.EncodeToString(b)
-	out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
-	require.NoError(t, err, "ip netns add: %s", out)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	return name
-}
-
-func nsFd(t *testing.T, name string) int {
-	t.Helper()
-	h, err := netns.GetFromName(name)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = h.Close() })
-	return int(h)
 }

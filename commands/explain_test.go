@@ -3,10 +3,8 @@ package commands_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"github.com/nftproxy/nftproxy/internal/netnstest"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -98,7 +96,7 @@ func TestExplainKernel(t *testing.T) {
 	cfg := rules.Config{NodeName: "node-a", Families: []rules.Family{rules.IPv4},
 		ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, MasqueradeBit: rules.DefaultMasqueradeBit}
 	rs := rules.Build(rules.Snapshot{Services: objs.Services, EndpointSlices: objs.EndpointSlices, Config: cfg}).Ruleset
-	ns := newNamespace(t)
+	ns := netnstest.NewNamespace(t)
 	h, err := netns.GetFromName(ns)
 	require.NoError(t, err)
 	defer h.Close()
@@ -116,17 +114,4 @@ func TestExplainKernel(t *testing.T) {
 func afterFirstLine(s string) string {
 	_, rest, _ := strings.Cut(s, "\n")
 	return rest
-}
-
-// newNamespace creates an empty network namespace with a unique name and
-// removes it when the test ends.
-func newNamespace(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "nftp-cmd-" + hex.EncodeToString(b)
-	out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
-	require.NoError(t, err, "ip netns add: %s", out)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	return name
 }

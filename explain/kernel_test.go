@@ -2,8 +2,7 @@ package explain_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"github.com/nftproxy/nftproxy/internal/netnstest"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/vishvananda/netns"
 
 	"github.com/nftproxy/nftproxy/applier"
 	"github.com/nftproxy/nftproxy/explain"
@@ -30,7 +28,7 @@ func TestKernelRoundTrip(t *testing.T) {
 			t.Parallel()
 			s, _ := c.Snapshot(t)
 			rs := rules.Build(s).Ruleset
-			fd := nsFd(t, newNamespace(t))
+			fd := netnstest.Fd(t, netnstest.NewNamespace(t))
 			_, err := applier.New(applier.Options{NetNSFd: fd}).Apply(context.Background(), rs)
 			require.NoError(t, err)
 
@@ -51,8 +49,8 @@ func TestKernelRoundTrip(t *testing.T) {
 func TestKernelUnrecognized(t *testing.T) {
 	s, _ := rulestest.Cases()[0].Snapshot(t)
 	rs := rules.Build(s).Ruleset
-	ns := newNamespace(t)
-	fd := nsFd(t, ns)
+	ns := netnstest.NewNamespace(t)
+	fd := netnstest.Fd(t, ns)
 	_, err := applier.New(applier.Options{NetNSFd: fd}).Apply(context.Background(), rs)
 	require.NoError(t, err)
 	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "insert", "rule", "ip", rules.TableName, rules.ChainServices,
@@ -75,7 +73,7 @@ func TestKernelUnrecognized(t *testing.T) {
 
 // TestKernelEmpty reads a namespace without nftproxy's tables.
 func TestKernelEmpty(t *testing.T) {
-	k, err := explain.ReadKernel(nsFd(t, newNamespace(t)))
+	k, err := explain.ReadKernel(netnstest.Fd(t, netnstest.NewNamespace(t)))
 	require.NoError(t, err)
 	assert.Empty(t, k.Ruleset.Tables)
 	path := k.Explain(explain.Packet{Src: netip.MustParseAddr("10.244.9.9"), Dst: netip.MustParseAddr("10.96.0.10"), Proto: rules.ProtoTCP, Port: 80})
@@ -98,25 +96,4 @@ func normalized(rs *rules.Ruleset) string {
 		out.Tables = append(out.Tables, nt)
 	}
 	return out.String()
-}
-
-// newNamespace creates an empty network namespace with a unique name and
-// removes it when the test ends.
-func newNamespace(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "nftp-ex-" + hex.EncodeToString(b)
-	out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
-	require.NoError(t, err, "ip netns add: %s", out)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	return name
-}
-
-func nsFd(t *testing.T, name string) int {
-	t.Helper()
-	h, err := netns.GetFromName(name)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = h.Close() })
-	return int(h)
 }

@@ -155,4 +155,3 @@ func (o Outcome) text() string {
 	}
 	return s
 }
-

@@ -1,8 +1,7 @@
 package kubeproxy_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
+	"github.com/nftproxy/nftproxy/internal/netnstest"
 	"os/exec"
 	"strings"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/vishvananda/netns"
 
 	"github.com/nftproxy/nftproxy/kubeproxy"
 )
@@ -216,9 +214,9 @@ func TestDetectAndCleanup(t *testing.T) {
 	}} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			ns := newNamespace(t)
+			ns := netnstest.NewNamespace(t)
 			nftInput(t, ns, c.before)
-			fd := nsFd(t, ns)
+			fd := netnstest.Fd(t, ns)
 
 			got, err := kubeproxy.Detect(fd)
 			require.NoError(t, err)
@@ -246,7 +244,7 @@ func TestCleanupIPTablesNFT(t *testing.T) {
 		t.Skip("iptables-nft is not installed (apt-get install -y iptables)")
 	}
 	t.Parallel()
-	ns := newNamespace(t)
+	ns := netnstest.NewNamespace(t)
 	for _, args := range [][]string{
 		{"-t", "nat", "-N", "KUBE-SERVICES"},
 		{"-t", "nat", "-N", "KUBE-SVC-ABC"},
@@ -267,7 +265,7 @@ func TestCleanupIPTablesNFT(t *testing.T) {
 	} {
 		run(t, ns, append([]string{"iptables-nft"}, args...)...)
 	}
-	fd := nsFd(t, ns)
+	fd := netnstest.Fd(t, ns)
 	got, err := kubeproxy.Detect(fd)
 	require.NoError(t, err)
 	assert.Equal(t, "iptables chains KUBE-MARK-MASQ, KUBE-SERVICES, KUBE-SEP-XYZ, KUBE-SVC-ABC in ip nat; "+
@@ -290,7 +288,7 @@ func TestCleanupIPTablesNFT(t *testing.T) {
 // its own and list it back.
 func listing(t *testing.T, ruleset string) string {
 	t.Helper()
-	ns := newNamespace(t)
+	ns := netnstest.NewNamespace(t)
 	nftInput(t, ns, ruleset)
 	return nft(t, ns, "list", "ruleset")
 }
@@ -313,25 +311,4 @@ func run(t *testing.T, ns string, args ...string) string {
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
 	require.NoError(t, err, "%s: %s", strings.Join(args, " "), out)
 	return string(out)
-}
-
-// newNamespace creates an empty network namespace with a unique name and
-// removes it when the test ends.
-func newNamespace(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "nftp-kp-" + hex.EncodeToString(b)
-	out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
-	require.NoError(t, err, "ip netns add: %s", out)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	return name
-}
-
-func nsFd(t *testing.T, name string) int {
-	t.Helper()
-	h, err := netns.GetFromName(name)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = h.Close() })
-	return int(h)
 }
