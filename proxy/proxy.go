@@ -152,6 +152,11 @@ func (p *Proxier) report(ctx context.Context, s rules.Snapshot, problems []rules
 		if p.reported[key] {
 			continue
 		}
+		if pr.Transient {
+			log.V(1).Info("left out an object", "kind", pr.Kind, "namespace", pr.Namespace, "name", pr.Name,
+				"field", pr.Field, "problem", pr.Message)
+			continue
+		}
 		log.Info("left out an invalid object", "kind", pr.Kind, "namespace", pr.Namespace, "name", pr.Name,
 			"field", pr.Field, "problem", pr.Message)
 		if objects == nil {

@@ -71,9 +71,9 @@ type serviceEntry struct {
 	ports       []*portOutput
 	problems    []Problem
 	healthCheck *HealthCheck
-	seen     uint64
-	dirty    bool
-	slices   []*discoveryv1.EndpointSlice
+	seen        uint64
+	dirty       bool
+	slices      []*discoveryv1.EndpointSlice
 }
 
 type sliceEntry struct {
@@ -323,7 +323,9 @@ func (b *Builder) sliceProblems(s Snapshot) []Problem {
 		}
 		if orphans[se.service] {
 			out = append(out, Problem{Kind: "EndpointSlice", Namespace: sl.Namespace, Name: sl.Name,
-				Field: "metadata.labels", Message: "belongs to Service " + se.service.name + ", which does not exist"})
+				Field: "metadata.labels", Message: "belongs to Service " + se.service.name + ", which does not exist",
+				// A deleted Service's slices go a moment after it does.
+				Transient: true})
 		}
 	}
 	return out

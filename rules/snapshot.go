@@ -76,6 +76,9 @@ type Problem struct {
 	Name      string
 	Field     string // the offending field, like "spec.ports[1].port"; may be empty
 	Message   string
+	// Transient problems are normal for a moment, like an EndpointSlice
+	// whose Service was just deleted: worth a log line, not an Event.
+	Transient bool
 }
 
 // String is a one-line description naming the object and the field.
