@@ -84,7 +84,7 @@ func endpointsFor(sp *servicePort, slices []*discoveryv1.EndpointSlice) []endpoi
 		if (s.AddressType == discoveryv1.AddressTypeIPv4) != (sp.Family == IPv4) {
 			continue
 		}
-		port, ok := slicePort(s, sp.ID)
+		port, ok := slicePort(s, sp.PortName, sp.ID.Proto)
 		if !ok {
 			continue
 		}
@@ -102,23 +102,21 @@ func endpointsFor(sp *servicePort, slices []*discoveryv1.EndpointSlice) []endpoi
 	return out
 }
 
-// slicePort finds the slice's port for a Service port: same name, same
-// protocol. Its number is the resolved targetPort, so a named targetPort
-// may resolve differently in each slice.
-func slicePort(s *discoveryv1.EndpointSlice, id PortID) (uint16, bool) {
+// slicePort finds the slice's port for a Service port: same name (both
+// empty for a Service's single unnamed port), same protocol. Its number is
+// the resolved targetPort, so a named targetPort may resolve differently
+// in each slice.
+func slicePort(s *discoveryv1.EndpointSlice, portName string, proto Proto) (uint16, bool) {
 	for _, p := range s.Ports {
 		name := ""
 		if p.Name != nil {
 			name = *p.Name
 		}
-		proto := ProtoTCP
+		pp := ProtoTCP
 		if p.Protocol != nil {
-			proto, _ = protoOf(*p.Protocol)
+			pp, _ = protoOf(*p.Protocol)
 		}
-		if p.Port == nil || proto != id.Proto {
-			continue
-		}
-		if name == id.Port || (name == "" && id.Port == fmt.Sprint(*p.Port)) {
+		if p.Port != nil && pp == proto && name == portName {
 			return uint16(*p.Port), true
 		}
 	}

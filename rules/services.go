@@ -21,7 +21,10 @@ const DefaultAffinityTimeout int32 = 10800
 // servicePort is one port of one Service in one IP family, parsed and
 // validated: everything the builders need, nothing they must check again.
 type servicePort struct {
-	ID              PortID
+	ID PortID
+	// PortName is the Service port's own name, "" when unnamed; it is what
+	// EndpointSlice ports are matched by.
+	PortName        string
 	Family          Family
 	ClusterIP       netip.Addr
 	Port            Port
@@ -96,6 +99,7 @@ func parseService(svc *corev1.Service, cfg Config) ([]*servicePort, []Problem) {
 		for _, sp := range ports {
 			out = append(out, &servicePort{
 				ID:              portID(svc, sp),
+				PortName:        sp.Name,
 				Family:          f,
 				ClusterIP:       ip,
 				Port:            Port(sp.Port),

@@ -56,6 +56,7 @@ func Cases() []Case {
 		c("topology"),
 		c("conflict"),
 		{Name: "sharded", Config: sharded},
+		c("unnamed-port"),
 	}
 }
 
