@@ -26,9 +26,13 @@ COPY *.go ./
 COPY applier/ applier/
 COPY commands/ commands/
 COPY config/ config/
+COPY conntrack/ conntrack/
 COPY controllers/ controllers/
+COPY explain/ explain/
 COPY health/ health/
+COPY healthcheck/ healthcheck/
 COPY internal/ internal/
+COPY kubeproxy/ kubeproxy/
 COPY loader/ loader/
 COPY metrics/ metrics/
 COPY proxy/ proxy/

@@ -42,9 +42,10 @@ chart: tools
 manifest: tools
 	bash hack/gen-manifest.sh
 
-## docs: regenerate docs/configuration.md from the configuration type
+## docs: regenerate the configuration and metrics references
 docs:
 	go run ./config/gen > docs/configuration.md
+	go run ./metrics/gen > docs/metrics.md
 
 clean:
 	rm -rf _output

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"syscall"
@@ -25,16 +26,18 @@ const refusedRetryInterval = 500 * time.Millisecond
 // informers see no failure and resume as soon as the server answers. Only
 // GETs are held (lists and watches: safe to repeat), only on a refused
 // connection (the request never reached the server), and only until the
-// request's context ends.
-func holdWhileRefused(cfg *rest.Config, log logr.Logger) {
+// request's context or stop ends: a request made without a deadline,
+// such as the manager's first discovery, must not keep SIGTERM waiting.
+func holdWhileRefused(stop context.Context, cfg *rest.Config, log logr.Logger) {
 	cfg.Wrap(func(next http.RoundTripper) http.RoundTripper {
-		return &refusedRetrier{next: next, log: log}
+		return &refusedRetrier{next: next, log: log, stop: stop}
 	})
 }
 
 type refusedRetrier struct {
 	next http.RoundTripper
 	log  logr.Logger
+	stop context.Context
 }
 
 func (r *refusedRetrier) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -53,6 +56,9 @@ func (r *refusedRetrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		t := time.NewTimer(refusedRetryInterval)
 		select {
 		case <-req.Context().Done():
+			t.Stop()
+			return nil, err
+		case <-r.stop.Done():
 			t.Stop()
 			return nil, err
 		case <-t.C:

@@ -65,7 +65,7 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 	if err != nil {
 		return err
 	}
-	holdWhileRefused(restCfg, log)
+	holdWhileRefused(ctx, restCfg, log)
 	nsFd := 0
 	if netnsPath != "" {
 		h, err := netns.GetFromPath(netnsPath)

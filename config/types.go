@@ -76,7 +76,8 @@ type Configuration struct {
 
 	// masqueradeBit is the bit of the packet mark (0 to 31) that flags
 	// packets to be masqueraded. Pick a bit that no other component on the
-	// node uses; kube-proxy uses 14 too, and the two are never run together.
+	// node uses for something else. kube-proxy uses 14 with the same
+	// meaning, so sharing it while both run during a migration is safe.
 	MasqueradeBit int32 `json:"masqueradeBit" flag:"masquerade-bit"`
 
 	// logVerbosity is the level of detail of the logs, from 0 (changes and

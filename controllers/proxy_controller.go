@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -49,7 +50,12 @@ type ProxyReconciler struct {
 	mu       sync.Mutex
 	lastSync time.Time
 	index    *index
+	// failures counts syncs failed in a row, for the backoff.
+	failures int
 }
+
+// maxBackoff bounds the wait between retries of a failing sync.
+const maxBackoff = 30 * time.Second
 
 // Reconcile runs one sync, no sooner than MinSyncPeriod after the last.
 func (r *ProxyReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
@@ -65,13 +71,27 @@ func (r *ProxyReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (r
 	r.lastSync = time.Now()
 	out, err := r.Proxier.Sync(ctx, snap)
 	if err != nil {
-		// The work queue retries with exponential backoff.
-		return reconcile.Result{}, err
+		// The previous ruleset keeps serving; retry with a backoff of our
+		// own, since the minimum sync period would reset the work queue's.
+		r.failures++
+		wait := r.backoff()
+		logr.FromContextOrDiscard(ctx).Error(err, "sync failed; the previous ruleset keeps serving", "retryIn", wait, "failures", r.failures)
+		return reconcile.Result{RequeueAfter: wait}, nil
 	}
+	r.failures = 0
 	if out.Again {
 		return reconcile.Result{RequeueAfter: r.MinSyncPeriod}, nil
 	}
 	return reconcile.Result{RequeueAfter: r.SyncPeriod}, nil
+}
+
+// backoff doubles from the minimum sync period with each failure in a row.
+func (r *ProxyReconciler) backoff() time.Duration {
+	wait := max(r.MinSyncPeriod, 100*time.Millisecond)
+	for i := 1; i < r.failures && wait < maxBackoff; i++ {
+		wait *= 2
+	}
+	return min(wait, maxBackoff)
 }
 
 func (r *ProxyReconciler) snapshot(_ context.Context) (rules.Snapshot, error) {

@@ -20,6 +20,7 @@ type State struct {
 
 	mu          sync.Mutex
 	pending     bool
+	lastQueued  time.Time
 	lastSuccess time.Time
 	ready       bool
 	lastError   error
@@ -36,18 +37,21 @@ func (s *State) Queued() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pending = true
+	s.lastQueued = s.now()
 }
 
-// Synced records the outcome of a sync. Changes queued while it ran are
-// not cleared: the caller queues again after a sync that saw them.
-func (s *State) Synced(err error) {
+// Synced records the outcome of a sync that started at started. A failed
+// sync leaves its work pending; a successful one clears only the changes
+// queued before it started, since it may not have seen later ones.
+func (s *State) Synced(started time.Time, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastError = err
 	if err != nil {
+		s.pending = true
 		return
 	}
-	s.pending = false
+	s.pending = s.lastQueued.After(started)
 	s.lastSuccess = s.now()
 	s.ready = true
 }

@@ -104,7 +104,7 @@ func (p *Proxier) Sync(ctx context.Context, s rules.Snapshot) (Outcome, error) {
 		kind = "full"
 	}
 	p.Metrics.SyncDuration.WithLabelValues(kind).Observe(now().Sub(start).Seconds())
-	p.Health.Synced(err)
+	p.Health.Synced(start, err)
 	if err != nil {
 		p.Metrics.SyncFailures.Inc()
 		return Outcome{Stats: st}, fmt.Errorf("syncing rules: %w", err)
@@ -152,13 +152,14 @@ func (p *Proxier) report(ctx context.Context, s rules.Snapshot, problems []rules
 		if p.reported[key] {
 			continue
 		}
+		// "object", not namespace and name: the reconciler's logger
+		// already carries those keys for its own request.
+		object := pr.Kind + " " + pr.Namespace + "/" + pr.Name
 		if pr.Transient {
-			log.V(1).Info("left out an object", "kind", pr.Kind, "namespace", pr.Namespace, "name", pr.Name,
-				"field", pr.Field, "problem", pr.Message)
+			log.V(1).Info("left out an object", "object", object, "field", pr.Field, "problem", pr.Message)
 			continue
 		}
-		log.Info("left out an invalid object", "kind", pr.Kind, "namespace", pr.Namespace, "name", pr.Name,
-			"field", pr.Field, "problem", pr.Message)
+		log.Info("left out an invalid object", "object", object, "field", pr.Field, "problem", pr.Message)
 		if objects == nil {
 			objects = indexObjects(s) // only when there is something new to tell
 		}
