@@ -127,6 +127,26 @@ func (c *cluster) startNodeAgent(n *netnstest.ClusterNode) *nodeAgent {
 	return na
 }
 
+// updateNode reads a Node, changes it with mutate and writes it back,
+// status included, retrying on conflict.
+func (c *cluster) updateNode(name string, mutate func(*corev1.Node)) {
+	c.t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var node corev1.Node
+		if err := c.client.Get(context.Background(), types.NamespacedName{Name: name}, &node); err != nil {
+			return err
+		}
+		mutate(&node)
+		if err := c.client.Update(context.Background(), &node); err != nil {
+			return err
+		}
+		// The update answered with the stored status: change it again.
+		mutate(&node)
+		return c.client.Status().Update(context.Background(), &node)
+	})
+	require.NoError(c.t, err, "updating Node %s", name)
+}
+
 // Services and EndpointSlices.
 
 // svcOption changes a Service under construction.

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nftproxy/nftproxy/internal/kubecluster"
 	"github.com/nftproxy/nftproxy/internal/netnstest"
 )
 
@@ -17,15 +18,6 @@ const (
 	tcp  = netnstest.TCP
 	udp  = netnstest.UDP
 	sctp = netnstest.SCTP
-)
-
-// Destinations that the outside client routes through one node, as a
-// router in front of the cluster would: the external and load-balancer IPs
-// of the tests. The upper half goes through node-b, the rest through
-// node-a.
-const (
-	viaNodeA = "203.0.113.0/24"
-	viaNodeB = "203.0.113.128/25"
 )
 
 // TestExternalTraffic runs one control plane, two nodes and their agents,
@@ -37,13 +29,27 @@ const (
 // the EndpointSlices' nodeName.
 func TestExternalTraffic(t *testing.T) {
 	t.Parallel()
+	if !netnstest.KernelSCTP() {
+		t.Log("the kernel has no SCTP sockets; SCTP runs over raw IP sockets")
+	}
 	start := time.Now()
 	c := newCluster(t)
 	t.Logf("control plane, two nodes and their agents ready in %v", time.Since(start))
-	_, err := netnstest.Exec(c.topo.Outside, "ip", "route", "add", viaNodeA, "via", c.topo.A.IPv4)
-	require.NoError(t, err)
-	_, err = netnstest.Exec(c.topo.Outside, "ip", "route", "add", viaNodeB, "via", c.topo.B.IPv4)
-	require.NoError(t, err)
+	// The outside client routes the external and load-balancer IPs of the
+	// tests through the nodes, as a router in front of the cluster would:
+	// the upper half through node-b, the rest through node-a. The Service
+	// range goes through node-b.
+	for _, r := range []struct {
+		dst string
+		via *netnstest.ClusterNode
+	}{
+		{"203.0.113.0/24", &c.topo.A},
+		{"203.0.113.128/25", &c.topo.B},
+		{kubecluster.ServiceClusterIPRange, &c.topo.B},
+	} {
+		_, err := netnstest.Exec(c.topo.Outside, "ip", "route", "add", r.dst, "via", r.via.IPv4)
+		require.NoError(t, err)
+	}
 
 	t.Run("node ports", c.testNodePorts)
 	t.Run("load-balancer and external IPs", c.testLoadBalancerAndExternalIPs)
@@ -71,11 +77,45 @@ func (c *cluster) testNodePorts(t *testing.T) {
 				to: hostPort(n.IPv4, p.NodePort), want: both, peer: masqueradedBy(n)})
 		}
 	}
+	bep1 := b.Pods[0]
 	flows = append(flows,
 		flow{name: "a pod to its own node's node port", from: a.Client.NS, proto: tcp, to: hostPort(a.IPv4, 30080), want: both, peer: masqueradedBy(a)},
+		// Off-cluster traffic to a ClusterIP is masqueraded too.
+		flow{name: "outside to the ClusterIP via node-b", from: c.topo.Outside, proto: sctp, to: "10.96.60.1:82", want: both, peer: masqueradedBy(b)},
+		flow{name: "node-b itself to the ClusterIP", from: b.NS, proto: tcp, to: "10.96.60.1:80", want: both, peer: masqueradedBy(b)},
 		flow{name: "node-b to its own node port", from: b.NS, proto: udp, to: hostPort(b.IPv4, 30081), want: both, peer: masqueradedBy(b)},
+		// An endpoint that reaches itself through the Service is
+		// masqueraded, or its reply would skip the node; reaching the
+		// other node's endpoint, it keeps its address.
+		flow{name: "b-ep1 to the ClusterIP, itself included", from: bep1.NS, proto: tcp, to: "10.96.60.1:80", want: both,
+			peer: func(to netnstest.Backend) string {
+				if to == bep1 {
+					return b.PodGatewayIPv4(bep1)
+				}
+				return bep1.IPv4
+			}},
 	)
 	c.check(t, flows)
+
+	// The node ports are served on the Node's InternalIP, whichever it
+	// is: moved to node-b's end of the node link, they follow it there.
+	t.Run("InternalIP moved", func(t *testing.T) {
+		setInternalIP := func(ip string) func(*corev1.Node) {
+			return func(n *corev1.Node) {
+				n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
+			}
+		}
+		c.updateNode(b.Name, setInternalIP(b.LinkIPv4))
+		c.check(t, []flow{
+			{name: "a pod to node-b's new InternalIP", from: a.Client.NS, proto: tcp, to: hostPort(b.LinkIPv4, 30080), want: both, peer: masqueradedBy(b)},
+		})
+		took := waitRefused(t, c.topo.Outside, hostPort(b.IPv4, 30080))
+		t.Logf("node-b's old InternalIP refused the node port %v after the change", took)
+		c.updateNode(b.Name, setInternalIP(b.IPv4))
+		c.check(t, []flow{
+			{name: "outside to node-b's InternalIP again", from: c.topo.Outside, proto: tcp, to: hostPort(b.IPv4, 30080), want: both, peer: masqueradedBy(b)},
+		})
+	})
 }
 
 // testLoadBalancerAndExternalIPs: an external IP and a load-balancer IP
@@ -191,6 +231,23 @@ func (c *cluster) testExternalLocal(t *testing.T) {
 		})
 		waitHealth(t, out, healthA, http.StatusServiceUnavailable, 0, time.Second)
 	})
+
+	t.Run("back to policy Cluster", func(t *testing.T) {
+		c.updateService("local", func(svc *corev1.Service) {
+			svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+			svc.Spec.HealthCheckNodePort = 0
+		})
+		// Without a local endpoint, node-a now masquerades and forwards.
+		c.check(t, []flow{
+			{name: "outside via node-a's node port", from: out, proto: tcp, to: hostPort(a.IPv4, 30100), want: []string{"b-ep1"}, peer: masqueradedBy(a)},
+			{name: "outside to the LB IP via node-a", from: out, proto: tcp, to: "203.0.113.20:80", want: []string{"b-ep1"}, peer: masqueradedBy(a)},
+			{name: "outside via node-b's node port", from: out, proto: tcp, to: hostPort(b.IPv4, 30100), want: []string{"b-ep1"}, peer: masqueradedBy(b)},
+		})
+		for _, addr := range []string{healthA, healthB} {
+			took := waitRefused(t, out, addr)
+			t.Logf("health check node port %s closed %v after the change", addr, took)
+		}
+	})
 }
 
 // testTopologyHints: a PreferClose Service sends the traffic of each node,
@@ -215,6 +272,20 @@ func (c *cluster) testTopologyHints(t *testing.T) {
 		{name: "pod of node-b", from: b.Client.NS, proto: tcp, to: "10.96.60.7:80", want: []string{"a-ep2", "b-ep1"}, peer: keptSource(b.Client.IPv4)},
 		{name: "outside via node-a", from: out, proto: tcp, to: hostPort(a.IPv4, 30120), want: []string{"a-ep1"}, peer: masqueradedBy(a)},
 		{name: "outside via node-b", from: out, proto: tcp, to: hostPort(b.IPv4, 30120), want: []string{"a-ep2", "b-ep1"}, peer: masqueradedBy(b)},
+	})
+
+	// The node's zone label decides: node-b moved to zone-a uses
+	// zone-a's endpoints.
+	setZone := func(zone string) func(*corev1.Node) {
+		return func(n *corev1.Node) { n.Labels[corev1.LabelTopologyZone] = zone }
+	}
+	c.updateNode(b.Name, setZone(zoneA))
+	c.check(t, []flow{
+		{name: "node-b relabelled zone-a: its pod", from: b.Client.NS, proto: tcp, to: "10.96.60.7:80", want: []string{"a-ep1"}, peer: keptSource(b.Client.IPv4)},
+	})
+	c.updateNode(b.Name, setZone(zoneB))
+	c.check(t, []flow{
+		{name: "node-b back in zone-b: its pod", from: b.Client.NS, proto: tcp, to: "10.96.60.7:80", want: []string{"a-ep2", "b-ep1"}, peer: keptSource(b.Client.IPv4)},
 	})
 
 	c.setSliceEndpoints("close-1", hinted(aep1, zoneA, zoneA), hinted(aep2, zoneA, zoneB), hinted(bep1, zoneB, ""))
@@ -265,7 +336,7 @@ func (c *cluster) testTypeChanges(t *testing.T) {
 	nodePortsRefused := func(t *testing.T) {
 		for _, n := range c.topo.Nodes() {
 			took := waitRefused(t, out, hostPort(n.IPv4, nodePort))
-			t.Logf("node port of %s refused %v after the change", n.Name, took)
+			t.Logf("node port %d of %s refused after %v", nodePort, n.Name, took)
 		}
 	}
 
