@@ -5,12 +5,12 @@
 # itself must already be installed.
 set -euo pipefail
 need=()
-for pair in nft:nftables ip:iproute2 conntrack:conntrack socat:socat iptables:iptables capsh:libcap2-bin; do
+for pair in nft:nftables ip:iproute2 conntrack:conntrack socat:socat iptables:iptables capsh:libcap2-bin strace:strace; do
   bin=${pair%%:*} pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then
-  echo "deps: nftables, iproute2, conntrack, socat, iptables, libcap2-bin already installed"
+  echo "deps: nftables, iproute2, conntrack, socat, iptables, libcap2-bin strace already installed"
   exit 0
 fi
 echo "deps: installing ${need[*]}"

@@ -1,5 +1,7 @@
 package rules
 
+import "net/netip"
+
 // addServicePort adds everything one Service port needs: its dispatch map
 // elements and the chains they lead to. It returns the number of
 // endpoints programmed.
@@ -46,15 +48,25 @@ func (pb *portBuilder) addExternal(all, local []endpoint) {
 		target = goTo(pb.externalChain(all, local).Name)
 		ipMap, nodePortMap = MapServiceIPs, MapServiceNodePorts
 	}
+	// An address listed twice, or also the ClusterIP, gets one element,
+	// the first's, as in kube-proxy's iptables mode: the kernel refuses a
+	// map key twice with two verdicts, and with it the whole transaction.
+	used := map[netip.Addr]bool{sp.ClusterIP: true}
 	for _, ip := range sp.ExternalIPs {
-		pb.element(ipMap, Element{Key: []any{ip, sp.ID.Proto, sp.Port}, Comment: comment, Verdict: ptr(target)})
+		if !used[ip] {
+			used[ip] = true
+			pb.element(ipMap, Element{Key: []any{ip, sp.ID.Proto, sp.Port}, Comment: comment, Verdict: ptr(target)})
+		}
 	}
 	lbTarget := target
 	if len(sp.SourceRanges) > 0 && len(all) > 0 {
 		lbTarget = goTo(pb.firewallChain(target.Chain).Name)
 	}
 	for _, ip := range sp.LoadBalancerIPs {
-		pb.element(ipMap, Element{Key: []any{ip, sp.ID.Proto, sp.Port}, Comment: comment, Verdict: ptr(lbTarget)})
+		if !used[ip] {
+			used[ip] = true
+			pb.element(ipMap, Element{Key: []any{ip, sp.ID.Proto, sp.Port}, Comment: comment, Verdict: ptr(lbTarget)})
+		}
 	}
 	if sp.NodePort != 0 {
 		pb.element(nodePortMap, Element{Key: []any{sp.ID.Proto, sp.NodePort}, Comment: comment, Verdict: ptr(target)})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -80,7 +81,11 @@ func parseService(svc *corev1.Service, cfg Config) ([]*servicePort, []Problem) {
 			p.add(fmt.Sprintf("spec.clusterIPs[%d]", i), fmt.Sprintf("%q is not an IP address", s))
 			continue
 		}
-		byFamily[familyOf(a)] = a.Unmap()
+		// The first address of a family is the Service's, as in
+		// Kubernetes: clusterIPs[0] is spec.clusterIP.
+		if _, ok := byFamily[familyOf(a)]; !ok {
+			byFamily[familyOf(a)] = a.Unmap()
+		}
 	}
 	externalIPs := parseAddrs(p, "spec.externalIPs", svc.Spec.ExternalIPs)
 	lbIPs := loadBalancerIPs(p, svc)
@@ -118,7 +123,12 @@ func parseService(svc *corev1.Service, cfg Config) ([]*servicePort, []Problem) {
 }
 
 func validatePorts(p *problems, svc *corev1.Service) []corev1.ServicePort {
-	seen := map[string]bool{}
+	type used struct {
+		field string
+		proto Proto
+		value string
+	}
+	seen := map[used]bool{}
 	for i, sp := range svc.Spec.Ports {
 		field := fmt.Sprintf("spec.ports[%d]", i)
 		if sp.Port < 1 || sp.Port > 65535 {
@@ -127,14 +137,25 @@ func validatePorts(p *problems, svc *corev1.Service) []corev1.ServicePort {
 		if sp.NodePort < 0 || sp.NodePort > 65535 {
 			p.add(field+".nodePort", fmt.Sprintf("%d is out of range (1-65535)", sp.NodePort))
 		}
-		if _, err := protoOf(sp.Protocol); err != nil {
+		proto, err := protoOf(sp.Protocol)
+		if err != nil {
 			p.add(field+".protocol", err.Error())
 		}
-		key := string(sp.Protocol) + "/" + sp.Name
-		if seen[key] {
-			p.add(field+".name", fmt.Sprintf("%q is used by another %s port", sp.Name, sp.Protocol))
+		// Two ports with one dispatch key would give the kernel one map
+		// key twice with two verdicts, and it refuses the whole
+		// transaction; the API server refuses such a Service too.
+		dup := func(f, value string) {
+			if k := (used{f, proto, value}); seen[k] {
+				p.add(field+f, fmt.Sprintf("%s is used by another %s port", value, strings.ToUpper(proto.String())))
+			} else {
+				seen[k] = true
+			}
 		}
-		seen[key] = true
+		dup(".name", strconv.Quote(sp.Name))
+		dup(".port", strconv.Itoa(int(sp.Port)))
+		if np := nodePort(svc, sp); np != 0 {
+			dup(".nodePort", strconv.Itoa(int(np)))
+		}
 	}
 	return svc.Spec.Ports
 }
