@@ -10,7 +10,7 @@ for pair in nft:nftables ip:iproute2 conntrack:conntrack socat:socat iptables:ip
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then
-  echo "deps: nftables, iproute2, conntrack, socat, iptables, libcap2-bin strace already installed"
+  echo "deps: nftables, iproute2, conntrack, socat, iptables, libcap2-bin, strace already installed"
   exit 0
 fi
 echo "deps: installing ${need[*]}"
