@@ -132,7 +132,7 @@ func CacheOptions(nodeName string) cache.Options {
 	notHeadless, _ := labels.NewRequirement(rules.LabelHeadless, selection.DoesNotExist, nil)
 	selector := labels.NewSelector().Add(*notOtherProxy, *notHeadless)
 	return cache.Options{
-		DefaultTransform: cache.TransformStripManagedFields(),
+		DefaultTransform: trim,
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Service{}: {
 				Label: selector,
@@ -142,4 +142,41 @@ func CacheOptions(nodeName string) cache.Options {
 			&corev1.Node{}:               {Field: fields.OneTermEqualSelector("metadata.name", nodeName)},
 		},
 	}
+}
+
+// keptAnnotations are the annotations the rules or metrics read; the
+// cache keeps no other, so that a last-applied-configuration of every
+// Service does not stay in memory on every node.
+var keptAnnotations = map[string]bool{
+	"service.kubernetes.io/topology-mode":        true,
+	"service.kubernetes.io/topology-aware-hints": true,
+	corev1.EndpointsLastChangeTriggerTime:        true,
+}
+
+// trim drops what nftproxy never reads from an object before the cache
+// stores it: managed fields, other annotations, and the parts of an
+// EndpointSlice's endpoints that a proxy does not use.
+func trim(obj any) (any, error) {
+	o, ok := obj.(client.Object)
+	if !ok {
+		return obj, nil
+	}
+	o.SetManagedFields(nil)
+	if ann := o.GetAnnotations(); len(ann) > 0 {
+		kept := map[string]string{}
+		for k, v := range ann {
+			if keptAnnotations[k] {
+				kept[k] = v
+			}
+		}
+		o.SetAnnotations(kept)
+	}
+	if sl, ok := o.(*discoveryv1.EndpointSlice); ok {
+		for i := range sl.Endpoints {
+			sl.Endpoints[i].TargetRef = nil
+			sl.Endpoints[i].DeprecatedTopology = nil
+			sl.Endpoints[i].Hostname = nil
+		}
+	}
+	return o, nil
 }
