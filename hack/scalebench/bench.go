@@ -185,18 +185,8 @@ func benchOne(ctx context.Context, o *options, n int) (run Run, err error) {
 
 	target := net.JoinHostPort(realIP.String(), strconv.Itoa(servicePort))
 	logf("N=%d: %d connects to %s through each proxy", n, o.connects, target)
-	for _, p := range []struct {
-		nd  node
-		res *ProxyResult
-	}{{np, &run.Nftproxy}, {kp, &run.KubeProxy}} {
-		if err := waitReachable(ctx, p.nd.Client, target, 5*time.Second); err != nil {
-			return run, err
-		}
-		samples, failures, err := connectTimes(ctx, p.nd.Client, target, o.connects)
-		if err != nil {
-			return run, err
-		}
-		p.res.ConnectUs = summarize(samples, failures, false)
+	if err := measureConnects(ctx, target, o.connects, [2]node{np, kp}, [2]*ProxyResult{&run.Nftproxy, &run.KubeProxy}); err != nil {
+		return run, err
 	}
 
 	for _, p := range []struct {
@@ -462,4 +452,35 @@ func logIfErr(what string, err error) {
 	if err != nil {
 		logf("%s: %v", what, err)
 	}
+}
+
+// connectRound is how many connects go through one proxy before the other
+// takes its turn: taking turns spreads whatever else happens on the
+// machine over both.
+const connectRound = 100
+
+// measureConnects times n connects from each node's client pod to target,
+// the two nodes taking turns.
+func measureConnects(ctx context.Context, target string, n int, nodes [2]node, res [2]*ProxyResult) error {
+	var samples [2][]float64
+	var failures [2]int
+	for i, nd := range nodes {
+		if err := waitReachable(ctx, nd.Client, target, 5*time.Second); err != nil {
+			return fmt.Errorf("through the %s node: %w", []string{"nftproxy", "kube-proxy"}[i], err)
+		}
+	}
+	for done := 0; done < n; done += connectRound {
+		for i, nd := range nodes {
+			s, f, err := connectTimes(ctx, nd.Client, target, min(connectRound, n-done))
+			if err != nil {
+				return err
+			}
+			samples[i] = append(samples[i], s...)
+			failures[i] += f
+		}
+	}
+	for i := range res {
+		res[i].ConnectUs = summarize(samples[i], failures[i], false)
+	}
+	return nil
 }

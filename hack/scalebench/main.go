@@ -35,6 +35,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 type options struct {
@@ -67,6 +70,9 @@ func logf(format string, args ...any) {
 func main() { os.Exit(run()) }
 
 func run() int {
+	// kubecluster builds a controller-runtime client, which complains
+	// with a stack trace when no logger is set.
+	ctrllog.SetLogger(logr.Discard())
 	o, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "scalebench: %v\n", err)
