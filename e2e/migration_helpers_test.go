@@ -42,7 +42,7 @@ func (e *env) startKubeProxy() *agent {
 	e.t.Helper()
 	bin := filepath.Join(e.cluster.BinDir(), "kube-proxy")
 	if _, err := os.Stat(bin); err != nil {
-		e.t.Skipf("no kube-proxy at %s (hack/build-control-plane.sh builds it): %v", bin, err)
+		e.t.Fatalf("no kube-proxy at %s (hack/build-control-plane.sh builds it): %v", bin, err)
 	}
 	return e.startProcess("kube-proxy", "ip", "netns", "exec", e.topo.Node, bin,
 		"--proxy-mode=nftables",
@@ -64,7 +64,7 @@ func (e *env) startKubeProxy() *agent {
 func (e *env) bridgeAPIServer() {
 	e.t.Helper()
 	if _, err := exec.LookPath("socat"); err != nil {
-		e.t.Skip("socat is not installed (apt-get install -y socat)")
+		e.t.Fatal("socat is not installed (apt-get install -y socat)")
 	}
 	u, err := url.Parse(e.cluster.RESTConfig().Host)
 	require.NoError(e.t, err)

@@ -241,7 +241,7 @@ func TestDetectAndCleanup(t *testing.T) {
 // the way kube-proxy's iptables mode calls it.
 func TestCleanupIPTablesNFT(t *testing.T) {
 	if _, err := exec.LookPath("iptables-nft"); err != nil {
-		t.Skip("iptables-nft is not installed (apt-get install -y iptables)")
+		t.Fatal("iptables-nft is not installed (apt-get install -y iptables)")
 	}
 	t.Parallel()
 	ns := netnstest.NewNamespace(t)

@@ -120,7 +120,7 @@ func TestWritePlot(t *testing.T) {
 // descendant (setsid -f detaches it) and expects it to be counted.
 func TestOthersShare(t *testing.T) {
 	if _, err := exec.LookPath("setsid"); err != nil {
-		t.Skip("no setsid")
+		t.Fatal("no setsid (util-linux)")
 	}
 	if err := exec.Command("setsid", "-f", "timeout", "3", "sh", "-c", "while :; do :; done").Run(); err != nil {
 		t.Fatal(err)
