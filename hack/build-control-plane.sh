@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, etcd, kubectl and kube-proxy from Go modules into
-# _output/bin (git-ignored), once. Later runs reuse what is there.
+# Builds Kubernetes v1.37.2 components from Go modules into _output/bin
+# (git-ignored), once. Later runs reuse what is there.
+#
+#   build-control-plane.sh [GROUP...]
+#     test         kube-apiserver, etcd, kubectl, kube-proxy (the default:
+#                  what go test needs)
+#     node         test, plus kubelet, kube-controller-manager and
+#                  kube-scheduler, and agnhost for the test image
+#                  (make cluster)
+#     conformance  node, plus e2e.test (the upstream runner linked with
+#                  the sig-network suite only) and ginkgo (make conformance)
 #
 # k8s.io/kubernetes carries replace directives for its staging modules, so
 # `go install` refuses it. A small wrapper module of our own requires it and
-# replaces every staging module with its published version.
+# replaces every staging module with its published version. Every missing
+# command is built by one `go build`, so the packages they share compile
+# once and both cores stay busy.
 set -euo pipefail
+export CGO_ENABLED=0
 
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +27,17 @@ WRAP=$OUT/cp-build
 STAGING_VERSION=v0.${K8S_VERSION#v1.}
 
 want=(kube-apiserver etcd kubectl kube-proxy)
+conformance=false
+for group in "${@:-test}"; do
+  case $group in
+    test) ;;
+    node) want+=(kubelet kube-controller-manager kube-scheduler agnhost) ;;
+    conformance) want+=(kubelet kube-controller-manager kube-scheduler agnhost e2e.test ginkgo); conformance=true ;;
+    *) echo "build-control-plane.sh: unknown group $group (test, node or conformance)" >&2; exit 2 ;;
+  esac
+done
+mapfile -t want < <(printf '%s\n' "${want[@]}" | awk '!seen[$0]++')
+
 missing=()
 for b in "${want[@]}"; do
   if [ ! -x "$BIN/$b" ] || ! grep -qx "$K8S_VERSION" "$BIN/.version-$b" 2>/dev/null; then
@@ -22,17 +45,19 @@ for b in "${want[@]}"; do
   fi
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "control plane: ${want[*]} $K8S_VERSION already built in $BIN"
+  echo "kubernetes: ${want[*]} $K8S_VERSION already built in $BIN"
   exit 0
 fi
 
-echo "control plane: building ${missing[*]} $K8S_VERSION into $BIN (first build takes several minutes)"
-mkdir -p "$BIN" "$WRAP"
+echo "kubernetes: building ${missing[*]} $K8S_VERSION into $BIN (a cold build takes many minutes)"
+mkdir -p "$BIN" "$WRAP/e2enet"
 
 modfile=$(cd "$WRAP" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
 [ -n "$modfile" ] || { echo "cannot download k8s.io/kubernetes@$K8S_VERSION" >&2; exit 1; }
 
-{
+# The wrapper always names every command, whatever this run builds, so its
+# go.mod is written and tidied once and stays the same afterwards.
+gomod=$(
   echo "module nftproxy.local/controlplane"
   echo
   echo "go 1.26"
@@ -47,37 +72,92 @@ modfile=$(cd "$WRAP" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernete
     grep -v -e sample-cli-plugin -e sample-controller |
     while read -r m; do echo "	$m => $m $STAGING_VERSION"; done
   echo ")"
-} > "$WRAP/go.mod"
-
-cat > "$WRAP/tools.go" <<'GO'
-//go:build tools
+)
+tools='//go:build tools
 
 package controlplane
 
 import (
+	_ "github.com/onsi/ginkgo/v2/ginkgo"
 	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/test/images/agnhost"
+)'
+# The upstream e2e runner, linked with the sig-network tests alone: it
+# builds in a fraction of the time of the whole test/e2e and lists the
+# same Service specs.
+e2enet='package e2enet
 
+import (
+	"flag"
+	"os"
+	"testing"
+
+	"k8s.io/kubernetes/test/e2e"
+	"k8s.io/kubernetes/test/e2e/framework"
+	"k8s.io/kubernetes/test/e2e/framework/config"
+	_ "k8s.io/kubernetes/test/e2e/framework/debug/init"
+	_ "k8s.io/kubernetes/test/e2e/framework/metrics/init"
+	_ "k8s.io/kubernetes/test/e2e/framework/node/init"
+	_ "k8s.io/kubernetes/test/e2e/network"
+)
+
+func TestMain(m *testing.M) {
+	config.CopyFlags(config.Flags, flag.CommandLine)
+	framework.RegisterCommonFlags(flag.CommandLine)
+	framework.RegisterClusterFlags(flag.CommandLine)
+	flag.Parse()
+	framework.AfterReadingAllFlags(&framework.TestContext)
+	os.Exit(m.Run())
+}
+
+func TestE2E(t *testing.T) { e2e.RunE2ETests(t) }'
+
+if [ "$(cat "$WRAP/.inputs" 2>/dev/null)" != "$gomod$tools$e2enet" ]; then
+  echo "kubernetes: resolving modules"
+  printf '%s\n' "$gomod" > "$WRAP/go.mod"
+  printf '%s\n' "$tools" > "$WRAP/tools.go"
+  printf '%s\n' "$e2enet" > "$WRAP/e2enet/e2enet_test.go"
+  (cd "$WRAP" && { go mod tidy >/dev/null 2>&1 || go mod tidy; })
+  printf '%s' "$gomod$tools$e2enet" > "$WRAP/.inputs"
+fi
 cd "$WRAP"
-echo "control plane: resolving modules"
-go mod tidy >/dev/null 2>&1 || go mod tidy
 
 minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 LDF="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
 LDF="$LDF -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
 
+pkgs=()
 for b in "${missing[@]}"; do
   case $b in
-    etcd) pkg=go.etcd.io/etcd/server/v3 ;;
-    *) pkg=k8s.io/kubernetes/cmd/$b ;;
+    etcd) pkgs+=(go.etcd.io/etcd/server/v3) ;;
+    ginkgo) pkgs+=(github.com/onsi/ginkgo/v2/ginkgo) ;;
+    agnhost) pkgs+=(k8s.io/kubernetes/test/images/agnhost) ;;
+    e2e.test) ;;
+    *) pkgs+=("k8s.io/kubernetes/cmd/$b") ;;
   esac
-  start=$(date +%s)
-  echo "control plane: go build $b"
-  go build -trimpath -ldflags "-s -w $LDF" -o "$BIN/$b" "$pkg"
-  echo "$K8S_VERSION" > "$BIN/.version-$b"
-  echo "control plane: built $b in $(( $(date +%s) - start )) s"
 done
+if [ ${#pkgs[@]} -gt 0 ]; then
+  start=$(date +%s)
+  tmp=$(mktemp -d "$OUT/.build.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  go build -trimpath -ldflags "-s -w $LDF" -o "$tmp/" "${pkgs[@]}"
+  [ -e "$tmp/server" ] && mv "$tmp/server" "$tmp/etcd"
+  for b in "${missing[@]}"; do
+    [ "$b" = e2e.test ] && continue
+    mv "$tmp/$b" "$BIN/$b"
+    echo "$K8S_VERSION" > "$BIN/.version-$b"
+  done
+  echo "kubernetes: built ${pkgs[*]##*/} in $(( $(date +%s) - start )) s"
+fi
+if $conformance && [[ " ${missing[*]} " == *" e2e.test "* ]]; then
+  start=$(date +%s)
+  go test -c -trimpath -ldflags "-s -w $LDF" -o "$BIN/e2e.test" ./e2enet
+  echo "$K8S_VERSION" > "$BIN/.version-e2e.test"
+  echo "kubernetes: built e2e.test (sig-network) in $(( $(date +%s) - start )) s"
+fi
