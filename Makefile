@@ -1,6 +1,6 @@
 # One entry point for each task. Most need root: they create network
 # namespaces and program nftables.
-.PHONY: demo test build lint control-plane tools bench chart manifest docs clean
+.PHONY: demo test build lint control-plane tools bench chart manifest docs clean cluster cluster-down cluster-status conformance
 
 BIN := _output/bin
 
@@ -11,6 +11,21 @@ demo:
 ## test: install what the tests need and run every test
 test:
 	bash hack/test.sh
+
+## cluster: a real Kubernetes cluster on this machine with nftproxy as its only proxy (NODES=N)
+cluster:
+	bash hack/cluster/cluster.sh up
+
+## cluster-down: stop the cluster and remove every trace of it
+cluster-down:
+	bash hack/cluster/cluster.sh down
+
+cluster-status:
+	bash hack/cluster/cluster.sh status
+
+## conformance: Kubernetes' sig-network Service tests, with kube-proxy as the baseline, then nftproxy
+conformance:
+	bash hack/cluster/conformance.sh all
 
 ## build: the nftproxy binary in _output/bin
 build:
