@@ -2,7 +2,8 @@
 // rendering, the values schema, the configuration file it writes, the
 // generated deploy/nftproxy.yaml, and, against a real API server, that
 // every manifest applies, that the RBAC rules grant what nftproxy needs and
-// nothing more, and that helm uninstall leaves nothing behind.
+// nothing more, that helm uninstall leaves nothing behind, and that
+// apiServer.host auto finds the address the cluster publishes.
 //
 // helm comes from hack/install-tools.sh and kubectl from
 // hack/build-control-plane.sh, both in _output/bin.
@@ -328,6 +329,11 @@ func TestSchemaRejects(t *testing.T) {
 		{"annotation value as a number", "podAnnotations: {a: 1}", "/podAnnotations/a"},
 		{"extraArgs as a string", "extraArgs: --v=4", "/extraArgs"},
 		{"apiServer port", "apiServer: {port: 0}", "/apiServer/port"},
+		{"apiServer host as a URL", "apiServer: {host: 'https://192.0.2.10'}", "/apiServer/host"},
+		{"apiServer host with a port", "apiServer: {host: '192.0.2.10:6443'}", "/apiServer/host"},
+		{"apiServer host name with a port", "apiServer: {host: 'cp.example:6443'}", "/apiServer/host"},
+		{"apiServer host in brackets", "apiServer: {host: '[fd00::1]'}", "/apiServer/host"},
+		{"apiServer host as a number", "apiServer: {host: 1}", "/apiServer/host"},
 		{"metrics Service on loopback", "metrics: {service: {enabled: true}}", "config.metricsBindAddress to listen beyond loopback"},
 		{"ServiceMonitor without Service", "metrics: {serviceMonitor: {enabled: true}}", "needs metrics.service.enabled"},
 	}
