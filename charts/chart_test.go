@@ -607,15 +607,20 @@ func TestHelmInstallUninstall(t *testing.T) {
 	const release, ns = "proxy-it", "nftproxy-system"
 	kubeconfig := "--kubeconfig=" + cluster.KubeconfigPath()
 
-	waitFor(t, 30*time.Second, "priority class system-node-critical", func() bool {
-		_, err := cs.SchedulingV1().PriorityClasses().Get(ctx, "system-node-critical", metav1.GetOptions{})
-		return err == nil
+	waitFor(t, 30*time.Second, "priority class system-node-critical and namespace kube-public", func() bool {
+		_, errPC := cs.SchedulingV1().PriorityClasses().Get(ctx, "system-node-critical", metav1.GetOptions{})
+		_, errNS := cs.CoreV1().Namespaces().Get(ctx, "kube-public", metav1.GetOptions{})
+		return errPC == nil && errNS == nil
 	})
+	// What kubeadm publishes, for apiServer.host auto, the default.
+	_, err := cs.CoreV1().ConfigMaps("kube-public").Create(ctx, kubeadmClusterInfo("https://10.1.2.3:6443"), metav1.CreateOptions{})
+	require.NoError(t, err)
 
 	// No --wait: without a scheduler and kubelets the pods never run.
 	out, err := helm(t, "install", release, chart, kubeconfig, "--namespace", ns, "--create-namespace")
 	require.NoError(t, err)
 	name := release + "-nftproxy"
+	assert.Contains(t, out, "The pods reach the API server at 10.1.2.3:6443, found in kube-public/cluster-info", "NOTES")
 	assert.Contains(t, out, "kubectl -n "+ns+" get pods -l app.kubernetes.io/name=nftproxy,app.kubernetes.io/instance="+release, "NOTES")
 	assert.Contains(t, out, "nft list table ip nftproxy", "NOTES")
 
@@ -652,6 +657,8 @@ func TestHelmInstallUninstall(t *testing.T) {
 	ds, err = cs.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.NotEqual(t, before, ds.Spec.Template.Annotations["checksum/config"])
+	assert.Contains(t, ds.Spec.Template.Spec.Containers[0].Env,
+		corev1.EnvVar{Name: hostEnv, Value: "10.1.2.3"}, "the address auto found, kept by the upgrade")
 
 	_, err = helm(t, "uninstall", release, kubeconfig, "--namespace", ns)
 	require.NoError(t, err)
