@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net"
@@ -124,9 +123,10 @@ func hintFor(err error) string {
 	if errors.Is(err, context.Canceled) {
 		return ""
 	}
-	var certErr *tls.CertificateVerificationError
+	// Only a name mismatch: another address cures it, an unknown authority
+	// or an expired certificate it does not.
 	var hostErr x509.HostnameError
-	if errors.As(err, &certErr) || errors.As(err, &hostErr) {
+	if errors.As(err, &hostErr) {
 		return certificateMsg
 	}
 	// A failed dial covers a refused connection, no route to the host, a

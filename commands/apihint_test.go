@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -78,6 +80,9 @@ func TestHintFor(t *testing.T) {
 		{"address not in the certificate", &tls.CertificateVerificationError{
 			Err: x509.HostnameError{Certificate: &x509.Certificate{}, Host: "10.96.0.1"},
 		}, certificateMsg},
+		{"certificate from an unknown authority", &tls.CertificateVerificationError{
+			Err: x509.UnknownAuthorityError{Cert: &x509.Certificate{}},
+		}, ""},
 		{"request cancelled while dialling", dialError(context.Canceled), ""},
 		{"connection reset after connecting", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, ""},
 		{"some other error", errors.New("http2: server sent GOAWAY"), ""},
@@ -249,4 +254,26 @@ func TestUnreachableHintWhileHeld(t *testing.T) {
 	require.ErrorIs(t, <-done, syscall.ECONNREFUSED)
 	assert.Len(t, logs.withMsg(unreachableMsg), 1, "once per minute, not once per retry")
 	assert.NotEmpty(t, logs.withMsg("the API server refuses connections; holding the request until it answers"))
+}
+
+// TestCertificateHint checks, through a real TLS handshake, that an
+// address the API server's certificate does not name gets its own hint.
+func TestCertificateHint(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer srv.Close()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	var logs logLines
+	// The test server's certificate names example.com and 127.0.0.1, not
+	// this name.
+	cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: ca, ServerName: "api.other.example"}}
+	hintWhenUnreachable(cfg, apiAddressSource{}, logs.logger(t))
+	client, err := rest.HTTPClientFor(cfg)
+	require.NoError(t, err)
+	_, err = client.Get(srv.URL + "/version")
+	require.Error(t, err)
+
+	hints := logs.withMsg(certificateMsg)
+	require.Len(t, hints, 1, "log: %v", logs.lines)
+	assert.Contains(t, hints[0]["error"], "api.other.example")
+	assert.Contains(t, hints[0]["set"], "apiServer.host")
 }
