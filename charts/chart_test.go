@@ -2,7 +2,8 @@
 // rendering, the values schema, the configuration file it writes, the
 // generated deploy/nftproxy.yaml, and, against a real API server, that
 // every manifest applies, that the RBAC rules grant what nftproxy needs and
-// nothing more, and that helm uninstall leaves nothing behind.
+// nothing more, that helm uninstall leaves nothing behind, and that
+// apiServer.host auto finds the address the cluster publishes.
 //
 // helm comes from hack/install-tools.sh and kubectl from
 // hack/build-control-plane.sh, both in _output/bin.
@@ -328,6 +329,11 @@ func TestSchemaRejects(t *testing.T) {
 		{"annotation value as a number", "podAnnotations: {a: 1}", "/podAnnotations/a"},
 		{"extraArgs as a string", "extraArgs: --v=4", "/extraArgs"},
 		{"apiServer port", "apiServer: {port: 0}", "/apiServer/port"},
+		{"apiServer host as a URL", "apiServer: {host: 'https://192.0.2.10'}", "/apiServer/host"},
+		{"apiServer host with a port", "apiServer: {host: '192.0.2.10:6443'}", "/apiServer/host"},
+		{"apiServer host name with a port", "apiServer: {host: 'cp.example:6443'}", "/apiServer/host"},
+		{"apiServer host in brackets", "apiServer: {host: '[fd00::1]'}", "/apiServer/host"},
+		{"apiServer host as a number", "apiServer: {host: 1}", "/apiServer/host"},
 		{"metrics Service on loopback", "metrics: {service: {enabled: true}}", "config.metricsBindAddress to listen beyond loopback"},
 		{"ServiceMonitor without Service", "metrics: {serviceMonitor: {enabled: true}}", "needs metrics.service.enabled"},
 	}
@@ -601,15 +607,20 @@ func TestHelmInstallUninstall(t *testing.T) {
 	const release, ns = "proxy-it", "nftproxy-system"
 	kubeconfig := "--kubeconfig=" + cluster.KubeconfigPath()
 
-	waitFor(t, 30*time.Second, "priority class system-node-critical", func() bool {
-		_, err := cs.SchedulingV1().PriorityClasses().Get(ctx, "system-node-critical", metav1.GetOptions{})
-		return err == nil
+	waitFor(t, 30*time.Second, "priority class system-node-critical and namespace kube-public", func() bool {
+		_, errPC := cs.SchedulingV1().PriorityClasses().Get(ctx, "system-node-critical", metav1.GetOptions{})
+		_, errNS := cs.CoreV1().Namespaces().Get(ctx, "kube-public", metav1.GetOptions{})
+		return errPC == nil && errNS == nil
 	})
+	// What kubeadm publishes, for apiServer.host auto, the default.
+	_, err := cs.CoreV1().ConfigMaps("kube-public").Create(ctx, kubeadmClusterInfo("https://10.1.2.3:6443"), metav1.CreateOptions{})
+	require.NoError(t, err)
 
 	// No --wait: without a scheduler and kubelets the pods never run.
 	out, err := helm(t, "install", release, chart, kubeconfig, "--namespace", ns, "--create-namespace")
 	require.NoError(t, err)
 	name := release + "-nftproxy"
+	assert.Contains(t, out, "The pods reach the API server at 10.1.2.3:6443, found in kube-public/cluster-info", "NOTES")
 	assert.Contains(t, out, "kubectl -n "+ns+" get pods -l app.kubernetes.io/name=nftproxy,app.kubernetes.io/instance="+release, "NOTES")
 	assert.Contains(t, out, "nft list table ip nftproxy", "NOTES")
 
@@ -646,6 +657,8 @@ func TestHelmInstallUninstall(t *testing.T) {
 	ds, err = cs.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.NotEqual(t, before, ds.Spec.Template.Annotations["checksum/config"])
+	assert.Contains(t, ds.Spec.Template.Spec.Containers[0].Env,
+		corev1.EnvVar{Name: hostEnv, Value: "10.1.2.3"}, "the address auto found, kept by the upgrade")
 
 	_, err = helm(t, "uninstall", release, kubeconfig, "--namespace", ns)
 	require.NoError(t, err)

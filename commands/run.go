@@ -63,10 +63,11 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 	if err != nil {
 		return err
 	}
-	restCfg, err := restConfig(cfg.Kubeconfig)
+	restCfg, src, err := restConfig(cfg.Kubeconfig)
 	if err != nil {
 		return err
 	}
+	hintWhenUnreachable(restCfg, src, log)
 	holdWhileRefused(ctx, restCfg, log)
 	nsFd := 0
 	if netnsPath != "" {
@@ -167,10 +168,14 @@ func joinList(s []string) string {
 	return out
 }
 
-func restConfig(kubeconfig string) (*rest.Config, error) {
+// restConfig returns the API client's configuration, from the kubeconfig
+// file if there is one and the pod's service account otherwise, and where
+// the server's address came from.
+func restConfig(kubeconfig string) (*rest.Config, apiAddressSource, error) {
 	if kubeconfig == "" {
 		kubeconfig = os.Getenv("KUBECONFIG")
 	}
+	src := apiAddressSource{kubeconfig: kubeconfig}
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -179,7 +184,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		cfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("loading the API server's address and credentials: %w", err)
+		return nil, src, fmt.Errorf("loading the API server's address and credentials: %w", err)
 	}
 	cfg.UserAgent = "nftproxy"
 	// A node agent lists everything once at start; let that go quickly.
@@ -188,7 +193,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	// decodes with a fraction of JSON's memory and time.
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	return cfg, nil
+	return cfg, src, nil
 }
 
 // newLogger logs JSON lines to w, with V-levels up to verbosity.

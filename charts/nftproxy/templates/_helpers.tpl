@@ -105,3 +105,108 @@ listens on loopback only.
 {{- $host := include "nftproxy.bindHost" . }}
 {{- if or (hasPrefix "127." $host) (eq $host "::1") }}true{{ end }}
 {{- end }}
+
+{{/*
+nftproxy.apiServer decides where the pods reach the API server, and returns
+it as YAML for fromYaml:
+
+  host, port  the values of KUBERNETES_SERVICE_HOST and
+              KUBERNETES_SERVICE_PORT; no host means the kubelet's, the
+              "kubernetes" Service's ClusterIP.
+  source      where they come from: "values" (an explicit apiServer.host),
+              "in-cluster" (apiServer.host ""), "kube-public/cluster-info"
+              or "kube-system/kubeadm-config" (apiServer.host auto), or
+              "no-cluster" (auto, rendered without a cluster, as by helm
+              template: lookup answers nothing).
+
+With auto on a cluster and no address in either ConfigMap, it fails: the
+install would give pods that can never reach the API server, and only the
+installer knows a better address.
+*/}}
+{{- define "nftproxy.apiServer" -}}
+{{- $host := .Values.apiServer.host | default "" | toString }}
+{{- if ne $host "auto" }}
+{{- if $host }}
+host: {{ $host | quote }}
+port: {{ .Values.apiServer.port | quote }}
+source: values
+{{- else }}
+source: in-cluster
+{{- end }}
+{{- else if not (lookup "v1" "Namespace" "" "kube-system") }}
+{{- /* kube-system exists in every cluster: nothing there means no cluster. */}}
+source: no-cluster
+{{- else }}
+{{- $found := include "nftproxy.apiServerFromClusterInfo" . }}
+{{- if not $found }}
+{{- $found = include "nftproxy.apiServerFromKubeadmConfig" . }}
+{{- end }}
+{{- if not $found }}
+{{- fail `apiServer.host is "auto", but this cluster publishes no API server address: neither the ConfigMap kube-public/cluster-info (a kubeconfig in key "kubeconfig") nor kube-system/kubeadm-config (controlPlaneEndpoint in key "ClusterConfiguration") gives one. nftproxy replaces kube-proxy, so it cannot reach the API server through the "kubernetes" Service's ClusterIP: nothing serves that address until nftproxy runs. Give an address at which the API server answers from every node without a service proxy (a load balancer in front of the API servers, or a control-plane node's IP; it must be in the API server's certificate): --set apiServer.host=ADDRESS --set apiServer.port=PORT. Or, if kube-proxy keeps running or something else serves the ClusterIP, keep the in-cluster default: --set apiServer.host=""` }}
+{{- end }}
+{{- $found }}
+{{- end }}
+{{- end }}
+
+{{/*
+nftproxy.apiServerFromClusterInfo returns host, port and source (as for
+nftproxy.apiServer) from the kubeconfig that kubeadm publishes in
+kube-public/cluster-info for joining nodes, or nothing. A server URL with a
+path (an API server behind a proxy) cannot be given as host and port, and
+is passed over.
+*/}}
+{{- define "nftproxy.apiServerFromClusterInfo" -}}
+{{- $cm := lookup "v1" "ConfigMap" "kube-public" "cluster-info" }}
+{{- $kubeconfig := dig "data" "kubeconfig" "" $cm }}
+{{- $server := "" }}
+{{- if $kubeconfig }}
+{{- range (fromYaml $kubeconfig).clusters | default list }}
+{{- if not $server }}
+{{- $server = dig "cluster" "server" "" . }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $server }}
+{{- $url := urlParse $server }}
+{{- if and $url.hostname (has $url.path (list "" "/")) }}
+{{- include "nftproxy.splitHostPort" (dict "hostPort" $url.host "defaultPort" (ternary "80" "443" (eq $url.scheme "http"))) }}
+source: kube-public/cluster-info
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+nftproxy.apiServerFromKubeadmConfig returns host, port and source (as for
+nftproxy.apiServer) from controlPlaneEndpoint in kubeadm's
+ClusterConfiguration, kept in kube-system/kubeadm-config, or nothing.
+kubeadm's default API server port is 6443.
+*/}}
+{{- define "nftproxy.apiServerFromKubeadmConfig" -}}
+{{- $cm := lookup "v1" "ConfigMap" "kube-system" "kubeadm-config" }}
+{{- $clusterConfig := dig "data" "ClusterConfiguration" "" $cm }}
+{{- $endpoint := "" }}
+{{- if $clusterConfig }}
+{{- $endpoint = (fromYaml $clusterConfig).controlPlaneEndpoint | default "" | toString }}
+{{- end }}
+{{- if $endpoint }}
+{{- include "nftproxy.splitHostPort" (dict "hostPort" $endpoint "defaultPort" "6443") }}
+source: kube-system/kubeadm-config
+{{- end }}
+{{- end }}
+
+{{/*
+nftproxy.splitHostPort splits .hostPort, "host", "host:port", "[ipv6]",
+"[ipv6]:port" or a bare IPv6 address, into YAML host and port lines, the
+port defaulting to .defaultPort. The host loses an IPv6 address's brackets:
+the client adds them back when it joins host and port.
+*/}}
+{{- define "nftproxy.splitHostPort" -}}
+{{- $hostPort := .hostPort }}
+{{- if and (not (hasPrefix "[" $hostPort)) (gt (len (splitList ":" $hostPort)) 2) }}
+{{- $hostPort = printf "[%s]" $hostPort }}
+{{- end }}
+{{- $url := urlParse (printf "https://%s" $hostPort) }}
+{{- $port := $url.host | trimPrefix "[" | trimPrefix $url.hostname | trimPrefix "]" | trimPrefix ":" }}
+host: {{ $url.hostname | quote }}
+port: {{ $port | default .defaultPort | quote }}
+{{- end }}
