@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -331,8 +331,9 @@ func TestPlainManifestAndCleanup(t *testing.T) {
 	helm(t, "uninstall", "nftproxy", "-n", "kube-system", "--wait")
 	defer reinstall(t)
 
-	manifest := kubectl(t, "create", "--dry-run=client", "-o", "yaml", "-f", repoRoot+"/deploy/nftproxy.yaml")
-	manifest = setAPIServer(t, manifest)
+	raw, err := os.ReadFile(repoRoot + "/deploy/nftproxy.yaml")
+	require.NoError(t, err)
+	manifest := setAPIServer(t, string(raw))
 	apply := exec.Command(binDir+"/kubectl", "--kubeconfig", kubeconfig, "apply", "-f", "-")
 	apply.Stdin = strings.NewReader(manifest)
 	out, err := apply.CombinedOutput()
@@ -366,26 +367,12 @@ func TestPlainManifestAndCleanup(t *testing.T) {
 	_ = svc
 }
 
-// setAPIServer sets the one line the plain manifest asks its user to set:
-// where the API server is.
+// setAPIServer does what the plain manifest's header asks of its user:
+// put the API server's address in place of API_SERVER_ADDRESS.
 func setAPIServer(t *testing.T, manifest string) string {
 	t.Helper()
-	const want = "10.99.0.11"
-	lines := strings.Split(manifest, "\n")
-	set := false
-	for i, l := range lines {
-		if strings.Contains(l, "name: KUBERNETES_SERVICE_HOST") && i+1 < len(lines) && strings.Contains(lines[i+1], "value:") {
-			indent := lines[i+1][:strings.Index(lines[i+1], "value:")]
-			lines[i+1] = indent + "value: " + strconv.Quote(want)
-			set = true
-		}
-		if strings.Contains(l, "name: KUBERNETES_SERVICE_PORT") && i+1 < len(lines) && strings.Contains(lines[i+1], "value:") {
-			indent := lines[i+1][:strings.Index(lines[i+1], "value:")]
-			lines[i+1] = indent + `value: "6443"`
-		}
-	}
-	require.True(t, set, "the manifest has a KUBERNETES_SERVICE_HOST to set")
-	return strings.Join(lines, "\n")
+	require.Contains(t, manifest, "API_SERVER_ADDRESS", "the manifest names the line to set")
+	return strings.ReplaceAll(manifest, "API_SERVER_ADDRESS", "10.99.0.11")
 }
 
 // runCleanupJob runs `nftproxy cleanup` on one node, with the rights the
