@@ -1,6 +1,6 @@
 # One entry point for each task. Most need root: they create network
 # namespaces and program nftables.
-.PHONY: demo test build lint control-plane tools bench chart manifest docs clean cluster cluster-down cluster-status conformance
+.PHONY: demo test build image lint control-plane tools bench chart manifest docs clean cluster cluster-down cluster-status conformance
 
 BIN := _output/bin
 
@@ -30,6 +30,10 @@ conformance:
 ## build: the nftproxy binary in _output/bin
 build:
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nftproxy .
+
+## image: the container image as an archive in _output/images, without Docker (TAG=... to choose the tag)
+image:
+	bash hack/image.sh
 
 ## lint: go vet and gofmt
 lint:
