@@ -155,11 +155,11 @@ func TestScaleFromThreeToZeroToFive(t *testing.T) {
 	start := time.Now()
 	time.Sleep(3 * time.Second)
 
+	// Zero replicas from here: the pods fail readiness at once (netexec
+	// does on SIGTERM), so nothing serves the Service any more.
+	zeroFrom := time.Now()
 	scale(t, ns, "scaled", 0)
-	// The terminating pods keep serving for a while; nftproxy keeps
-	// sending to them until they are gone, since nothing else is left.
 	noEndpoints(t, ns, "scaled")
-	gone := time.Now()
 	time.Sleep(3 * time.Second)
 
 	scale(t, ns, "scaled", 5)
@@ -167,19 +167,20 @@ func TestScaleFromThreeToZeroToFive(t *testing.T) {
 		r := readyEndpoints(t, ns, "scaled")
 		return len(r) > 0, fmt.Sprint(r)
 	})
-	// nftproxy writes the kernel at most once a second (minSyncPeriod).
-	back := time.Now().Add(2 * time.Second)
+	// nftproxy writes the kernel at most once a second (minSyncPeriod);
+	// on a loaded machine, allow it a few.
+	back := time.Now().Add(5 * time.Second)
 	waitReady(t, ns, "scaled", 5)
 	time.Sleep(3 * time.Second)
 
 	as := attempts(t, ns, "scaled", start)
-	t.Logf("%d attempts: %v; endpoints gone at %s, back by %s", len(as), tally(as),
-		gone.Format("15:04:05.000"), back.Format("15:04:05.000"))
+	t.Logf("%d attempts: %v; zero replicas from %s, endpoints back by %s", len(as), tally(as),
+		zeroFrom.Format("15:04:05.000"), back.Format("15:04:05.000"))
 	var outside, slowRefusals []attempt
 	zero := 0
 	for _, a := range failed(as) {
 		switch {
-		case a.Start.Before(gone.Add(-2*time.Second)) || a.Start.After(back):
+		case a.Start.Before(zeroFrom) || a.Start.After(back):
 			outside = append(outside, a)
 		case a.Result != "refused" || a.Took > 500*time.Millisecond:
 			slowRefusals = append(slowRefusals, a)
@@ -282,9 +283,10 @@ func TestHelmUpgradeUnderTraffic(t *testing.T) {
 			}
 			require.False(t, firstOK.IsZero(), "the Service created during the roll never answered: %v", tally(fa))
 			t.Logf("the Service created during the roll answered at %s", firstOK.Format("15:04:05.000"))
-			// Pod readiness is reported at whole seconds: allow for that.
-			assert.WithinDuration(t, readyAt, firstOK, 3*time.Second, "answers within 2 s of the new pod's readiness")
-			assert.False(t, firstOK.After(readyAt.Add(3*time.Second)))
+			// Pod readiness is reported in whole seconds: allow for that.
+			assert.False(t, firstOK.After(readyAt.Add(3*time.Second)),
+				"the new Service answers within 2 s of the new pod's readiness (%s), not at %s",
+				readyAt.Format("15:04:05.000"), firstOK.Format("15:04:05.000"))
 		})
 	}
 }
