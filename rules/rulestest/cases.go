@@ -20,10 +20,10 @@ type Case struct {
 }
 
 // DefaultConfig is the configuration of every case unless it says otherwise:
-// this node is node-a, pods live in 10.244.0.0/16, IPv4 only.
+// this node is NodeName (node-a), pods live in 10.244.0.0/16, IPv4 only.
 func DefaultConfig() rules.Config {
 	return rules.Config{
-		NodeName:      "node-a",
+		NodeName:      NodeName,
 		Families:      []rules.Family{rules.IPv4},
 		ClusterCIDRs:  []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/48")},
 		MasqueradeBit: rules.DefaultMasqueradeBit,

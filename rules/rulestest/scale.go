@@ -6,8 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/nftproxy/nftproxy/rules"
 )
@@ -31,34 +29,21 @@ func Synthetic(n, eps int) rules.Snapshot {
 
 // SyntheticService is Service i of Synthetic.
 func SyntheticService(i int) *corev1.Service {
-	ip := ServiceIP(i).String()
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("svc-%d", i), UID: "svc"},
-		Spec: corev1.ServiceSpec{
-			ClusterIP: ip, ClusterIPs: []string{ip},
-			Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(8080)}},
-		},
-	}
+	svc := Service("default", fmt.Sprintf("svc-%d", i), ServiceIP(i).String(),
+		Port(corev1.ProtocolTCP, "http", 80), TargetPorts(8080))
+	svc.UID = "svc"
+	return svc
 }
 
 // SyntheticSlice is the EndpointSlice of Service i with eps endpoints;
 // shift moves the endpoints, to model a change.
 func SyntheticSlice(i, eps, shift int) *discoveryv1.EndpointSlice {
-	name, port, proto, ready := "http", int32(8080), corev1.ProtocolTCP, true
-	sl := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("svc-%d-abcde", i),
-			Labels: map[string]string{discoveryv1.LabelServiceName: fmt.Sprintf("svc-%d", i)}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
-	}
+	sl := EndpointSlice("default", fmt.Sprintf("svc-%d", i), fmt.Sprintf("svc-%d-abcde", i),
+		SlicePort(corev1.ProtocolTCP, "http", 8080))
 	for j := range eps {
 		// Endpoints run on other nodes, as nearly all of a large cluster's do.
 		node := fmt.Sprintf("node-%d", (i+j)%100+1)
-		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{EndpointIP(i, j+shift).String()},
-			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
-			NodeName:   &node,
-		})
+		sl.Endpoints = append(sl.Endpoints, Endpoint(EndpointIP(i, j+shift).String(), OnNode(node)))
 	}
 	return sl
 }
