@@ -200,6 +200,11 @@ func EndpointSlice(namespace, service, name string, opts ...SliceOption) *discov
 	return sl
 }
 
+// SliceOf is EndpointSlice for a Service at hand.
+func SliceOf(svc *corev1.Service, name string, opts ...SliceOption) *discoveryv1.EndpointSlice {
+	return EndpointSlice(svc.Namespace, svc.Name, name, opts...)
+}
+
 // SlicePort adds a port to the slice: the number that the Service port of
 // this name (and protocol) resolves to for the slice's endpoints.
 func SlicePort(proto corev1.Protocol, name string, port int32) SliceOption {
@@ -211,6 +216,18 @@ func SlicePort(proto corev1.Protocol, name string, port int32) SliceOption {
 // Endpoints adds endpoints to the slice.
 func Endpoints(eps ...discoveryv1.Endpoint) SliceOption {
 	return func(sl *discoveryv1.EndpointSlice) { sl.Endpoints = append(sl.Endpoints, eps...) }
+}
+
+// ReadyAt adds a ready endpoint on this node (Endpoint) at each address.
+func ReadyAt(addrs ...string) SliceOption { return ReadyOn(NodeName, addrs...) }
+
+// ReadyOn adds a ready endpoint on the named node at each address.
+func ReadyOn(node string, addrs ...string) SliceOption {
+	return func(sl *discoveryv1.EndpointSlice) {
+		for _, a := range addrs {
+			sl.Endpoints = append(sl.Endpoints, Endpoint(a, OnNode(node)))
+		}
+	}
 }
 
 // AddressType sets the slice's addressType, whatever its endpoints are.

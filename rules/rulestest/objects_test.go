@@ -114,11 +114,15 @@ metadata:
 ports: [{name: http, port: 8080, protocol: TCP}]`,
 	}, {
 		name: "EndpointSlice: IPv6 from its endpoints",
-		obj:  rulestest.EndpointSlice("default", "web", "web-v6", rulestest.Endpoints(rulestest.Endpoint("fd00:10:244:1::2"))),
+		obj: rulestest.SliceOf(rulestest.Service("default", "web", "fd00:96::10"), "web-v6",
+			rulestest.ReadyAt("fd00:10:244:1::2", "fd00:10:244:1::3")),
 		want: `
 addressType: IPv6
 endpoints:
 - addresses: ["fd00:10:244:1::2"]
+  conditions: {ready: true, serving: true, terminating: false}
+  nodeName: node-a
+- addresses: ["fd00:10:244:1::3"]
   conditions: {ready: true, serving: true, terminating: false}
   nodeName: node-a
 metadata:
