@@ -1,6 +1,6 @@
 # One entry point for each task. Most need root: they create network
 # namespaces and program nftables.
-.PHONY: demo test build image lint control-plane tools bench chart manifest docs clean cluster cluster-down cluster-status conformance
+.PHONY: demo test unit build image lint control-plane tools bench chart manifest docs clean cluster cluster-down cluster-status conformance
 
 BIN := _output/bin
 
@@ -11,6 +11,10 @@ demo:
 ## test: install what the tests need and run every test
 test:
 	bash hack/test.sh
+
+## unit: the tests that need neither root, a kernel nor built binaries, in seconds
+unit:
+	go test -short ./...
 
 ## cluster: a real Kubernetes cluster on this machine with nftproxy as its only proxy (NODES=N)
 cluster:

@@ -2,6 +2,7 @@ package kubeproxy_test
 
 import (
 	"github.com/nftproxy/nftproxy/internal/netnstest"
+	"github.com/nftproxy/nftproxy/internal/testenv"
 	"os/exec"
 	"strings"
 	"testing"
@@ -240,6 +241,7 @@ func TestDetectAndCleanup(t *testing.T) {
 // encoded as iptables writes them (xtables matches, comments, statistic),
 // the way kube-proxy's iptables mode calls it.
 func TestCleanupIPTablesNFT(t *testing.T) {
+	testenv.NeedsRoot(t)
 	if _, err := exec.LookPath("iptables-nft"); err != nil {
 		t.Fatal("iptables-nft is not installed (apt-get install -y iptables)")
 	}

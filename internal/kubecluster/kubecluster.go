@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nftproxy/nftproxy/internal/testenv"
 )
 
 const (
@@ -92,9 +94,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 
 // StartForTest starts a cluster with default options, fails the test if it
 // cannot, and stops the cluster when the test ends. When the test has failed,
-// the tails of both logs are logged first.
+// the tails of both logs are logged first. Under go test -short it skips
+// the test (testenv.NeedsControlPlane).
 func StartForTest(t testing.TB) *Cluster {
 	t.Helper()
+	testenv.NeedsControlPlane(t)
 	c, err := Start(context.Background(), Options{})
 	if err != nil {
 		t.Fatalf("starting control plane: %v", err)

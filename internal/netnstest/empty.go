@@ -4,13 +4,17 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/nftproxy/nftproxy/internal/testenv"
 )
 
 // NewNamespace creates an empty network namespace with a unique name, for
 // tests that program nftables without sending packets, and removes it
-// when the test ends. The name is returned.
+// when the test ends. The name is returned. Under go test -short it skips
+// the test, which needs root (testenv.NeedsRoot).
 func NewNamespace(t testing.TB) string {
 	t.Helper()
+	testenv.NeedsRoot(t)
 	prefix, err := randomPrefix()
 	if err != nil {
 		t.Fatal(err)

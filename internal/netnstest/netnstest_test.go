@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/nftproxy/nftproxy/internal/testenv"
 )
 
 const (
@@ -129,6 +131,7 @@ func TestThroughDNAT(t *testing.T) {
 // TestParallelTopologies builds two topologies at once, with the same
 // addresses, and checks that each one's traffic stays its own.
 func TestParallelTopologies(t *testing.T) {
+	testenv.NeedsRoot(t)
 	var mu sync.Mutex
 	prefixes := map[string]bool{}
 	t.Run("group", func(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nftproxy/nftproxy/internal/testenv"
 )
 
 // Fixed addresses of the topology. Pod i (0 for the client, i for backend
@@ -115,9 +117,11 @@ type link struct {
 const nodeIndexBase = 100
 
 // NewTopology creates the namespaces and links described by opts and
-// registers their removal with t.Cleanup. It fails the test on error.
+// registers their removal with t.Cleanup. It fails the test on error, and
+// skips it under go test -short (testenv.NeedsRoot).
 func NewTopology(t testing.TB, opts TopologyOptions) *Topology {
 	t.Helper()
+	testenv.NeedsRoot(t)
 	topo, err := newTopology(opts)
 	if err != nil {
 		t.Fatalf("creating network topology: %v", err)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+
+	"github.com/nftproxy/nftproxy/internal/testenv"
 )
 
 // Addresses of a TwoNodeTopology (IPv4 only). Node n (1 for node-a, 2 for
@@ -127,9 +129,11 @@ type TwoNodeTopology struct {
 }
 
 // NewTwoNodeTopology creates the namespaces and links described by opts
-// and registers their removal with t.Cleanup. It fails the test on error.
+// and registers their removal with t.Cleanup. It fails the test on error,
+// and skips it under go test -short (testenv.NeedsRoot).
 func NewTwoNodeTopology(t testing.TB, opts TwoNodeOptions) *TwoNodeTopology {
 	t.Helper()
+	testenv.NeedsRoot(t)
 	tt, err := newTwoNodeTopology(opts)
 	if err != nil {
 		t.Fatalf("creating two-node network topology: %v", err)
