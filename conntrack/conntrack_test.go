@@ -19,6 +19,7 @@ import (
 	ct "github.com/ti-mo/conntrack"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/nftproxy/nftproxy/applier"
 	"github.com/nftproxy/nftproxy/internal/netnstest"
@@ -55,12 +56,12 @@ func newNode(t testing.TB, opts netnstest.TopologyOptions) *node {
 }
 
 // apply builds the ruleset of objects and commits it.
-func (n *node) apply(t testing.TB, objects ...string) *rules.Ruleset {
+func (n *node) apply(t testing.TB, objects ...any) *rules.Ruleset {
 	t.Helper()
 	return n.applyWith(t, rulestest.DefaultConfig(), objects...)
 }
 
-func (n *node) applyWith(t testing.TB, cfg rules.Config, objects ...string) *rules.Ruleset {
+func (n *node) applyWith(t testing.TB, cfg rules.Config, objects ...any) *rules.Ruleset {
 	t.Helper()
 	rs := buildWith(t, cfg, objects...)
 	_, err := n.applier.Apply(context.Background(), rs)
@@ -204,21 +205,8 @@ func TestCleanUDPIPv6(t *testing.T) {
 	n := newNode(t, netnstest.TopologyOptions{Backends: 2})
 	cfg := rulestest.DefaultConfig()
 	cfg.Families = []rules.Family{rules.IPv6}
-	svc := `apiVersion: v1
-kind: Service
-metadata: {namespace: default, name: dns6}
-spec:
-  clusterIP: "fd00:96::10"
-  ipFamilies: [IPv6]
-  ports: [{name: p, port: 53, protocol: UDP}]`
-	slice6 := func(addr string) string {
-		return `apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {namespace: default, name: dns6-1, labels: {kubernetes.io/service-name: dns6}}
-addressType: IPv6
-ports: [{name: p, port: 8080, protocol: UDP}]
-endpoints: [{addresses: ["` + addr + `"], nodeName: node-a}]`
-	}
+	svc := service("dns6", "fd00:96::10", "UDP", 53, 0)
+	slice6 := func(addr string) *discoveryv1.EndpointSlice { return slice("dns6", "UDP", 8080, addr) }
 	ep1, ep2 := n.topo.Backends[0], n.topo.Backends[1]
 	n.topo.ServeEcho(t, ep1, netnstest.UDP, echoPort)
 	n.topo.ServeEcho(t, ep2, netnstest.UDP, echoPort)

@@ -2,10 +2,10 @@ package conntrack
 
 import (
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nftproxy/nftproxy/rules"
 	"github.com/nftproxy/nftproxy/rules/rulestest"
@@ -16,36 +16,35 @@ import (
 func TestEndpoints(t *testing.T) {
 	tests := []struct {
 		name    string
-		objects []string
+		objects []any
 		want    map[Frontend][]netip.AddrPort
 	}{{
 		name:    "UDP ClusterIP with two endpoints",
-		objects: []string{service("dns", "10.96.0.10", "UDP", 53, 0), slice("dns", "UDP", 5353, "10.244.3.2", "10.244.2.2")},
+		objects: []any{service("dns", "10.96.0.10", "UDP", 53, 0), slice("dns", "UDP", 5353, "10.244.3.2", "10.244.2.2")},
 		want:    map[Frontend][]netip.AddrPort{ip(udp, "10.96.0.10:53"): eps("10.244.2.2:5353", "10.244.3.2:5353")},
 	}, {
 		name:    "TCP is left out",
-		objects: []string{service("web", "10.96.0.11", "TCP", 80, 30080), slice("web", "TCP", 8080, "10.244.2.2")},
+		objects: []any{service("web", "10.96.0.11", "TCP", 80, 30080), slice("web", "TCP", 8080, "10.244.2.2")},
 		want:    map[Frontend][]netip.AddrPort{},
 	}, {
 		name:    "no endpoints: no frontend",
-		objects: []string{service("dns", "10.96.0.10", "UDP", 53, 30053), slice("dns", "UDP", 5353)},
+		objects: []any{service("dns", "10.96.0.10", "UDP", 53, 30053), slice("dns", "UDP", 5353)},
 		want:    map[Frontend][]netip.AddrPort{},
 	}, {
 		name:    "SCTP NodePort: the ClusterIP and the node port, through the ext- chain",
-		objects: []string{service("sig", "10.96.0.12", "SCTP", 3868, 30868), slice("sig", "SCTP", 3868, "10.244.2.2")},
+		objects: []any{service("sig", "10.96.0.12", "SCTP", 3868, 30868), slice("sig", "SCTP", 3868, "10.244.2.2")},
 		want: map[Frontend][]netip.AddrPort{
 			ip(sctp, "10.96.0.12:3868"): eps("10.244.2.2:3868"),
 			nodePort(sctp, 30868):       eps("10.244.2.2:3868"),
 		},
 	}, {
 		name:    "ClientIP affinity: through the ep- chains",
-		objects: []string{affinityService, slice("sticky", "UDP", 9000, "10.244.2.2", "10.244.3.2")},
+		objects: []any{affinityService(), slice("sticky", "UDP", 9000, "10.244.2.2", "10.244.3.2")},
 		want:    map[Frontend][]netip.AddrPort{ip(udp, "10.96.0.13:900"): eps("10.244.2.2:9000", "10.244.3.2:9000")},
 	}, {
 		name: "LoadBalancer, Local policy, source ranges: external IP via ext-, LB IP via fw- and ext-, " +
 			"both to every endpoint (pods may use any), node port too",
-		objects: []string{lbLocalService, strings.Replace(slice("lb", "UDP", 9001, "10.244.2.2", "10.244.3.2"),
-			"[10.244.3.2], nodeName: node-a", "[10.244.3.2], nodeName: node-b", 1)},
+		objects: []any{lbLocalService(), withRemote(slice("lb", "UDP", 9001, "10.244.2.2"), "10.244.3.2")},
 		want: map[Frontend][]netip.AddrPort{
 			ip(udp, "10.96.0.14:901"):  eps("10.244.2.2:9001", "10.244.3.2:9001"),
 			ip(udp, "192.0.2.14:901"):  eps("10.244.2.2:9001", "10.244.3.2:9001"),
@@ -53,13 +52,12 @@ func TestEndpoints(t *testing.T) {
 			nodePort(udp, 30901):       eps("10.244.2.2:9001", "10.244.3.2:9001"),
 		},
 	}, {
-		name: "internal policy Local: only this node's endpoint",
-		objects: []string{itpLocalService, slice("itp", "UDP", 9002, "10.244.2.2") + `
-- {addresses: [10.244.3.2], nodeName: node-b}`},
-		want: map[Frontend][]netip.AddrPort{ip(udp, "10.96.0.15:902"): eps("10.244.2.2:9002")},
+		name:    "internal policy Local: only this node's endpoint",
+		objects: []any{itpLocalService(), withRemote(slice("itp", "UDP", 9002, "10.244.2.2"), "10.244.3.2")},
+		want:    map[Frontend][]netip.AddrPort{ip(udp, "10.96.0.15:902"): eps("10.244.2.2:9002")},
 	}, {
 		name:    "internal policy Local without local endpoints: dropped, no frontend",
-		objects: []string{itpLocalService, strings.Replace(slice("itp", "UDP", 9002, "10.244.3.2"), "node-a", "node-b", 1)},
+		objects: []any{itpLocalService(), withRemote(slice("itp", "UDP", 9002), "10.244.3.2")},
 		want:    map[Frontend][]netip.AddrPort{},
 	}}
 	for _, tt := range tests {
@@ -87,12 +85,8 @@ func TestEndpointsGolden(t *testing.T) {
 func TestEndpointsDualStack(t *testing.T) {
 	cfg := rulestest.DefaultConfig()
 	cfg.Families = []rules.Family{rules.IPv4, rules.IPv6}
-	rs := buildWith(t, cfg, dualStackService, slice("dual", "UDP", 53, "10.244.2.2"), `apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {namespace: default, name: dual-2, labels: {kubernetes.io/service-name: dual}}
-addressType: IPv6
-ports: [{name: p, port: 53, protocol: UDP}]
-endpoints: [{addresses: ["fd00:10:244:2::2"], nodeName: node-a}]`)
+	rs := buildWith(t, cfg, dualStackService(), slice("dual", "UDP", 53, "10.244.2.2"),
+		rulestest.EndpointSlice("default", "dual", "dual-2", rulestest.SlicePort(corev1.ProtocolUDP, "p", 53), rulestest.ReadyAt("fd00:10:244:2::2")))
 	np6 := nodePort(udp, 30053)
 	np6.Family = rules.IPv6
 	assert.Equal(t, map[Frontend][]netip.AddrPort{
@@ -108,41 +102,19 @@ func TestEndpointsNil(t *testing.T) {
 	assert.Empty(t, Endpoints(&rules.Ruleset{}))
 }
 
-const affinityService = `apiVersion: v1
-kind: Service
-metadata: {namespace: default, name: sticky}
-spec:
-  clusterIP: 10.96.0.13
-  sessionAffinity: ClientIP
-  ports: [{name: p, port: 900, protocol: UDP}]`
+func affinityService() *corev1.Service {
+	return service("sticky", "10.96.0.13", "UDP", 900, 0, rulestest.ClientIPAffinity(0))
+}
 
-const lbLocalService = `apiVersion: v1
-kind: Service
-metadata: {namespace: default, name: lb}
-spec:
-  type: LoadBalancer
-  clusterIP: 10.96.0.14
-  externalIPs: [192.0.2.14]
-  externalTrafficPolicy: Local
-  loadBalancerSourceRanges: [198.51.100.0/24]
-  ports: [{name: p, port: 901, nodePort: 30901, protocol: UDP}]
-status:
-  loadBalancer: {ingress: [{ip: 203.0.113.9}]}`
+func lbLocalService() *corev1.Service {
+	return service("lb", "10.96.0.14", "UDP", 901, 30901, rulestest.ExternalIPs("192.0.2.14"), rulestest.ExternalLocal(),
+		rulestest.LoadBalancer("203.0.113.9"), rulestest.SourceRanges("198.51.100.0/24"))
+}
 
-const itpLocalService = `apiVersion: v1
-kind: Service
-metadata: {namespace: default, name: itp}
-spec:
-  clusterIP: 10.96.0.15
-  internalTrafficPolicy: Local
-  ports: [{name: p, port: 902, protocol: UDP}]`
+func itpLocalService() *corev1.Service {
+	return service("itp", "10.96.0.15", "UDP", 902, 0, rulestest.InternalLocal())
+}
 
-const dualStackService = `apiVersion: v1
-kind: Service
-metadata: {namespace: default, name: dual}
-spec:
-  type: NodePort
-  clusterIP: 10.96.0.16
-  clusterIPs: [10.96.0.16, "fd00:96::16"]
-  ipFamilies: [IPv4, IPv6]
-  ports: [{name: p, port: 53, nodePort: 30053, protocol: UDP}]`
+func dualStackService() *corev1.Service {
+	return service("dual", "10.96.0.16", "UDP", 53, 30053, rulestest.DualStack("fd00:96::16"))
+}

@@ -1,38 +1,43 @@
 package conntrack
 
 import (
-	"fmt"
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
-	"github.com/nftproxy/nftproxy/loader"
 	"github.com/nftproxy/nftproxy/rules"
 	"github.com/nftproxy/nftproxy/rules/rulestest"
 )
 
 // nodeA is this node, as in the golden cases; 192.168.77.1 is also the
 // node's address on netnstest's outside link, so node ports work there.
-const nodeA = `apiVersion: v1
-kind: Node
-metadata: {name: node-a}
-status: {addresses: [{type: InternalIP, address: 192.168.77.1}]}`
+func nodeA() *corev1.Node {
+	return rulestest.Node(rulestest.NodeName, rulestest.InternalIP("192.168.77.1"))
+}
 
-// build is rules.Build of YAML objects with the golden cases'
-// configuration (node-a, pods in 10.244.0.0/16, IPv4) plus nodeA.
-func build(t testing.TB, objects ...string) *rules.Ruleset {
+// build is rules.Build of Services and EndpointSlices with the golden
+// cases' configuration (node-a, pods in 10.244.0.0/16, IPv4) plus nodeA.
+func build(t testing.TB, objects ...any) *rules.Ruleset {
 	t.Helper()
 	return buildWith(t, rulestest.DefaultConfig(), objects...)
 }
 
-func buildWith(t testing.TB, cfg rules.Config, objects ...string) *rules.Ruleset {
+func buildWith(t testing.TB, cfg rules.Config, objects ...any) *rules.Ruleset {
 	t.Helper()
-	objs, problems, err := loader.Load(strings.NewReader(strings.Join(append([]string{nodeA}, objects...), "\n---\n")))
-	require.NoError(t, err)
-	require.Empty(t, problems)
-	s := rules.Snapshot{Services: objs.Services, EndpointSlices: objs.EndpointSlices, Node: objs.Nodes[0], Config: cfg}
+	s := rules.Snapshot{Node: nodeA(), Config: cfg}
+	for _, o := range objects {
+		switch o := o.(type) {
+		case *corev1.Service:
+			s.Services = append(s.Services, o)
+		case *discoveryv1.EndpointSlice:
+			s.EndpointSlices = append(s.EndpointSlices, o)
+		default:
+			t.Fatalf("build: unexpected object %T", o)
+		}
+	}
 	res := rules.Build(s)
 	require.Empty(t, res.Problems)
 	return res.Ruleset
@@ -40,36 +45,24 @@ func buildWith(t testing.TB, cfg rules.Config, objects ...string) *rules.Ruleset
 
 // service is a Service "default/name" with one port named "p"; a non-zero
 // nodePort makes it a NodePort Service.
-func service(name, clusterIP, proto string, port, nodePort int) string {
-	typ, np := "ClusterIP", ""
+func service(name, clusterIP string, proto corev1.Protocol, port, nodePort int32, opts ...rulestest.ServiceOption) *corev1.Service {
+	opts = append([]rulestest.ServiceOption{rulestest.Port(proto, "p", port)}, opts...)
 	if nodePort != 0 {
-		typ, np = "NodePort", fmt.Sprintf(", nodePort: %d", nodePort)
+		opts = append(opts, rulestest.NodePorts(nodePort))
 	}
-	return fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {namespace: default, name: %s}
-spec:
-  type: %s
-  clusterIP: %s
-  ports: [{name: p, port: %d, protocol: %s%s}]`, name, typ, clusterIP, port, proto, np)
+	return rulestest.Service("default", name, clusterIP, opts...)
 }
 
-// slice is the EndpointSlice of Service "default/name", port "p" at port
-// on every address; no address means no endpoints.
-func slice(name, proto string, port int, addrs ...string) string {
-	eps := "[]"
-	if len(addrs) > 0 {
-		eps = ""
-		for _, a := range addrs {
-			eps += fmt.Sprintf("\n- {addresses: [%s], nodeName: node-a}", a)
-		}
-	}
-	return fmt.Sprintf(`apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {namespace: default, name: %s-1, labels: {kubernetes.io/service-name: %s}}
-addressType: IPv4
-ports: [{name: p, port: %d, protocol: %s}]
-endpoints: %s`, name, name, port, proto, eps)
+// slice is the EndpointSlice of Service "default/name", port "p" at port,
+// with a ready endpoint on this node at each address.
+func slice(name string, proto corev1.Protocol, port int32, addrs ...string) *discoveryv1.EndpointSlice {
+	return rulestest.EndpointSlice("default", name, name+"-1", rulestest.SlicePort(proto, "p", port), rulestest.ReadyAt(addrs...))
+}
+
+// withRemote adds a ready endpoint on another node at each address.
+func withRemote(sl *discoveryv1.EndpointSlice, addrs ...string) *discoveryv1.EndpointSlice {
+	rulestest.ReadyOn(rulestest.OtherNode, addrs...)(sl)
+	return sl
 }
 
 // ip is a Service IP frontend; nodePort a node port frontend (IPv4 unless

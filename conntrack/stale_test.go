@@ -22,24 +22,24 @@ func TestPlan(t *testing.T) {
 	tests := []struct {
 		name string
 		// before nil is the first sync after a start.
-		before, after []string
+		before, after []any
 		removed       map[Frontend][]netip.AddrPort
 		activated     map[Frontend][]netip.AddrPort
 		stale, kept   []entry
 	}{{
 		name:   "first sync: nothing",
 		before: nil,
-		after:  []string{dns, slice("dns", "UDP", 53, "10.244.3.2")},
+		after:  []any{dns, slice("dns", "UDP", 53, "10.244.3.2")},
 		kept:   []entry{ent(udp, "10.96.0.10:53", "10.244.2.2:53"), ent(udp, "10.96.0.10:53", "10.96.0.10:53")},
 	}, {
 		name:   "unchanged: nothing",
-		before: []string{dns, slice("dns", "UDP", 53, "10.244.2.2")},
-		after:  []string{dns, slice("dns", "UDP", 53, "10.244.2.2")},
+		before: []any{dns, slice("dns", "UDP", 53, "10.244.2.2")},
+		after:  []any{dns, slice("dns", "UDP", 53, "10.244.2.2")},
 		kept:   []entry{ent(udp, "10.96.0.10:53", "10.244.2.2:53")},
 	}, {
 		name:    "endpoint replaced: entries to the old one",
-		before:  []string{dns, slice("dns", "UDP", 53, "10.244.2.2")},
-		after:   []string{dns, slice("dns", "UDP", 53, "10.244.3.2")},
+		before:  []any{dns, slice("dns", "UDP", 53, "10.244.2.2")},
+		after:   []any{dns, slice("dns", "UDP", 53, "10.244.3.2")},
 		removed: map[Frontend][]netip.AddrPort{ip(udp, "10.96.0.10:53"): eps("10.244.2.2:53")},
 		stale:   []entry{ent(udp, "10.96.0.10:53", "10.244.2.2:53")},
 		kept: []entry{
@@ -50,46 +50,46 @@ func TestPlan(t *testing.T) {
 		},
 	}, {
 		name:    "one of two endpoints removed: the other keeps its entries",
-		before:  []string{dns, slice("dns", "UDP", 53, "10.244.2.2", "10.244.3.2")},
-		after:   []string{dns, slice("dns", "UDP", 53, "10.244.3.2")},
+		before:  []any{dns, slice("dns", "UDP", 53, "10.244.2.2", "10.244.3.2")},
+		after:   []any{dns, slice("dns", "UDP", 53, "10.244.3.2")},
 		removed: map[Frontend][]netip.AddrPort{ip(udp, "10.96.0.10:53"): eps("10.244.2.2:53")},
 		stale:   []entry{ent(udp, "10.96.0.10:53", "10.244.2.2:53")},
 		kept:    []entry{ent(udp, "10.96.0.10:53", "10.244.3.2:53")},
 	}, {
 		name:    "endpoint's port changed",
-		before:  []string{dns, slice("dns", "UDP", 5353, "10.244.2.2")},
-		after:   []string{dns, slice("dns", "UDP", 5354, "10.244.2.2")},
+		before:  []any{dns, slice("dns", "UDP", 5353, "10.244.2.2")},
+		after:   []any{dns, slice("dns", "UDP", 5354, "10.244.2.2")},
 		removed: map[Frontend][]netip.AddrPort{ip(udp, "10.96.0.10:53"): eps("10.244.2.2:5353")},
 		stale:   []entry{ent(udp, "10.96.0.10:53", "10.244.2.2:5353")},
 		kept:    []entry{ent(udp, "10.96.0.10:53", "10.244.2.2:5354")},
 	}, {
 		name:    "Service deleted: every entry through it",
-		before:  []string{dns, slice("dns", "UDP", 53, "10.244.2.2", "10.244.3.2")},
+		before:  []any{dns, slice("dns", "UDP", 53, "10.244.2.2", "10.244.3.2")},
 		after:   nil,
 		removed: map[Frontend][]netip.AddrPort{ip(udp, "10.96.0.10:53"): eps("10.244.2.2:53", "10.244.3.2:53")},
 		stale:   []entry{ent(udp, "10.96.0.10:53", "10.244.2.2:53"), ent(udp, "10.96.0.10:53", "10.244.3.2:53")},
 	}, {
 		name:   "TCP: nothing",
-		before: []string{service("web", "10.96.0.11", "TCP", 80, 0), slice("web", "TCP", 80, "10.244.2.2")},
-		after:  []string{service("web", "10.96.0.11", "TCP", 80, 0), slice("web", "TCP", 80, "10.244.3.2")},
+		before: []any{service("web", "10.96.0.11", "TCP", 80, 0), slice("web", "TCP", 80, "10.244.2.2")},
+		after:  []any{service("web", "10.96.0.11", "TCP", 80, 0), slice("web", "TCP", 80, "10.244.3.2")},
 	}, {
 		name:      "endpoints from none to some: entries that were not DNATed",
-		before:    []string{dns, slice("dns", "UDP", 53)},
-		after:     []string{dns, slice("dns", "UDP", 53, "10.244.2.2")},
+		before:    []any{dns, slice("dns", "UDP", 53)},
+		after:     []any{dns, slice("dns", "UDP", 53, "10.244.2.2")},
 		activated: map[Frontend][]netip.AddrPort{ip(udp, "10.96.0.10:53"): eps("10.244.2.2:53")},
 		stale:     []entry{ent(udp, "10.96.0.10:53", "10.96.0.10:53")},
 		kept:      []entry{ent(udp, "10.96.0.10:53", "10.244.2.2:53"), ent(udp, "10.96.0.11:53", "10.96.0.11:53")},
 	}, {
 		name:      "new Service: entries to its ClusterIP from before it existed",
-		before:    []string{},
-		after:     []string{dns, slice("dns", "UDP", 53, "10.244.2.2")},
+		before:    []any{},
+		after:     []any{dns, slice("dns", "UDP", 53, "10.244.2.2")},
 		activated: map[Frontend][]netip.AddrPort{ip(udp, "10.96.0.10:53"): eps("10.244.2.2:53")},
 		stale:     []entry{ent(udp, "10.96.0.10:53", "10.96.0.10:53")},
 		kept:      []entry{ent(udp, "10.96.0.10:53", "10.244.2.2:53")},
 	}, {
 		name:   "node port endpoint replaced: to the node port at any address, answered by the old one",
-		before: []string{np, slice("np", "UDP", 8081, "10.244.2.2")},
-		after:  []string{np, slice("np", "UDP", 8081, "10.244.3.2")},
+		before: []any{np, slice("np", "UDP", 8081, "10.244.2.2")},
+		after:  []any{np, slice("np", "UDP", 8081, "10.244.3.2")},
 		removed: map[Frontend][]netip.AddrPort{
 			ip(udp, "10.96.0.20:81"): eps("10.244.2.2:8081"),
 			nodePort(udp, 30081):     eps("10.244.2.2:8081"),
@@ -105,9 +105,9 @@ func TestPlan(t *testing.T) {
 		},
 	}, {
 		name: "node port endpoint removed, but it still serves a Service IP on that port number",
-		before: []string{np, slice("np", "UDP", 8081, "10.244.2.2"),
+		before: []any{np, slice("np", "UDP", 8081, "10.244.2.2"),
 			service("other", "10.96.0.21", "UDP", 30081, 0), slice("other", "UDP", 8081, "10.244.2.2")},
-		after: []string{np, slice("np", "UDP", 8081, "10.244.3.2"),
+		after: []any{np, slice("np", "UDP", 8081, "10.244.3.2"),
 			service("other", "10.96.0.21", "UDP", 30081, 0), slice("other", "UDP", 8081, "10.244.2.2")},
 		removed: map[Frontend][]netip.AddrPort{
 			ip(udp, "10.96.0.20:81"): eps("10.244.2.2:8081"),
@@ -117,8 +117,8 @@ func TestPlan(t *testing.T) {
 		kept:  []entry{ent(udp, "10.96.0.21:30081", "10.244.2.2:8081")},
 	}, {
 		name:   "node port from none to some: not-DNATed entries to the node's NodePort addresses",
-		before: []string{np, slice("np", "UDP", 8081)},
-		after:  []string{np, slice("np", "UDP", 8081, "10.244.2.2")},
+		before: []any{np, slice("np", "UDP", 8081)},
+		after:  []any{np, slice("np", "UDP", 8081, "10.244.2.2")},
 		activated: map[Frontend][]netip.AddrPort{
 			ip(udp, "10.96.0.20:81"): eps("10.244.2.2:8081"),
 			nodePort(udp, 30081):     eps("10.244.2.2:8081"),
@@ -130,8 +130,8 @@ func TestPlan(t *testing.T) {
 		},
 	}, {
 		name:    "SCTP too",
-		before:  []string{service("sig", "10.96.0.12", "SCTP", 3868, 0), slice("sig", "SCTP", 3868, "10.244.2.2")},
-		after:   []string{service("sig", "10.96.0.12", "SCTP", 3868, 0), slice("sig", "SCTP", 3868, "10.244.3.2")},
+		before:  []any{service("sig", "10.96.0.12", "SCTP", 3868, 0), slice("sig", "SCTP", 3868, "10.244.2.2")},
+		after:   []any{service("sig", "10.96.0.12", "SCTP", 3868, 0), slice("sig", "SCTP", 3868, "10.244.3.2")},
 		removed: map[Frontend][]netip.AddrPort{ip(sctp, "10.96.0.12:3868"): eps("10.244.2.2:3868")},
 		stale:   []entry{ent(sctp, "10.96.0.12:3868", "10.244.2.2:3868")},
 		kept:    []entry{ent(udp, "10.96.0.12:3868", "10.244.2.2:3868")},

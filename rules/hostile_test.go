@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/nftproxy/nftproxy/rules"
@@ -364,18 +363,22 @@ func hostileCases() []hostileCase {
 func controlService() (*corev1.Service, *discoveryv1.EndpointSlice) {
 	svc := aged(withExternalIPs(withNodePorts(service("control", "web", "10.96.200.1",
 		tcpPort("http", 80), corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}), 30100, 30101), "203.0.113.200"), 2020)
-	sl := endpointSlice("control", "web", "web-1", discoveryv1.AddressTypeIPv4, slicePorts("http", 8080, "dns", 5353),
+	sl := endpointSlice("control", "web", "web-1", discoveryv1.AddressTypeIPv4,
+		append(slicePorts("http", 8080), rulestest.SlicePort(corev1.ProtocolUDP, "dns", 5353)),
 		"10.244.50.1", "10.244.50.2", "10.244.50.3")
-	udp := corev1.ProtocolUDP
-	sl.Ports[1].Protocol = &udp
 	return svc, sl
 }
 
+// service is a ClusterIP Service created in 2024 with the given ports,
+// however broken they are.
 func service(ns, name, ip string, ports ...corev1.ServicePort) *corev1.Service {
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: ip, ClusterIPs: []string{ip}, Ports: ports},
-	}
+	svc := rulestest.Service(ns, name, ip, created(2024))
+	svc.Spec.Ports = ports
+	return svc
+}
+
+func created(year int) rulestest.ServiceOption {
+	return rulestest.Created(time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 func tcpPort(name string, port int32) corev1.ServicePort {
@@ -383,21 +386,19 @@ func tcpPort(name string, port int32) corev1.ServicePort {
 }
 
 func aged(svc *corev1.Service, year int) *corev1.Service {
-	svc.CreationTimestamp = metav1.NewTime(time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC))
+	created(year)(svc)
 	return svc
 }
 
 func withExternalIPs(svc *corev1.Service, ips ...string) *corev1.Service {
-	svc.Spec.ExternalIPs = ips
+	rulestest.ExternalIPs(ips...)(svc)
 	return svc
 }
 
-// withNodePorts makes a NodePort Service with one node port per port.
+// withNodePorts makes a ClusterIP Service a NodePort one with one node
+// port per port.
 func withNodePorts(svc *corev1.Service, nodePorts ...int32) *corev1.Service {
-	svc.Spec.Type = corev1.ServiceTypeNodePort
-	for i, np := range nodePorts {
-		svc.Spec.Ports[i].NodePort = np
-	}
+	rulestest.NodePorts(nodePorts...)(svc)
 	return svc
 }
 
@@ -446,10 +447,9 @@ func twiceListed(svc *corev1.Service) *corev1.Service {
 	return svc
 }
 
-// onThisNode puts a slice's first endpoint on node-a, this node.
+// onThisNode puts a slice's first endpoint on this node.
 func onThisNode(sl *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
-	node := "node-a"
-	sl.Endpoints[0].NodeName = &node
+	rulestest.OnNode(rulestest.NodeName)(&sl.Endpoints[0])
 	return sl
 }
 
@@ -480,30 +480,20 @@ func manyPortsSlice(ns, name string, n int, addrs ...string) *discoveryv1.Endpoi
 }
 
 // slicePorts makes TCP slice ports from name, number pairs.
-func slicePorts(pairs ...any) []discoveryv1.EndpointPort {
-	var out []discoveryv1.EndpointPort
+func slicePorts(pairs ...any) []rulestest.SliceOption {
+	var out []rulestest.SliceOption
 	for i := 0; i+1 < len(pairs); i += 2 {
-		name, port, proto := pairs[i].(string), int32(pairs[i+1].(int)), corev1.ProtocolTCP
-		out = append(out, discoveryv1.EndpointPort{Name: &name, Port: &port, Protocol: &proto})
+		out = append(out, rulestest.SlicePort(corev1.ProtocolTCP, pairs[i].(string), int32(pairs[i+1].(int))))
 	}
 	return out
 }
 
-func endpointSlice(ns, service, name string, at discoveryv1.AddressType, ports []discoveryv1.EndpointPort, addrs ...string) *discoveryv1.EndpointSlice {
-	sl := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{}},
-		AddressType: at,
-		Ports:       ports,
-	}
-	if service != "" {
-		sl.Labels[discoveryv1.LabelServiceName] = service
-	}
-	node, ready := "node-b", true
-	for _, a := range addrs {
-		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}, NodeName: &node,
-			Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
-	}
-	return sl
+// endpointSlice is a slice of the Service ns/service (none: no label) of
+// any address type, whatever its addresses are, with a ready endpoint on
+// another node at each address.
+func endpointSlice(ns, service, name string, at discoveryv1.AddressType, ports []rulestest.SliceOption, addrs ...string) *discoveryv1.EndpointSlice {
+	opts := append([]rulestest.SliceOption{rulestest.AddressType(at), rulestest.ReadyOn(rulestest.OtherNode, addrs...)}, ports...)
+	return rulestest.EndpointSlice(ns, service, name, opts...)
 }
 
 // endpointAddrs are n addresses from 10.245.0.0 + first.

@@ -12,8 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/nftproxy/nftproxy/rules/rulestest"
 )
 
 // Names and addresses of the benchmark's objects.
@@ -56,7 +57,7 @@ func portIdentity(name string) string { return namespace + "/" + name + "/tcp/ht
 // of each node namespace.
 func createNodes(ctx context.Context, cs kubernetes.Interface) error {
 	for name, addr := range map[string]string{nodeNftproxy: nodeIPNftproxy, nodeKubeProxy: nodeIPKubeProxy} {
-		n, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		n, err := cs.CoreV1().Nodes().Create(ctx, rulestest.Node(name), metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("creating node %s: %w", name, err)
 		}
@@ -69,38 +70,21 @@ func createNodes(ctx context.Context, cs kubernetes.Interface) error {
 }
 
 func service(name string) *corev1.Service {
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec: corev1.ServiceSpec{
-			Type: corev1.ServiceTypeClusterIP,
-			Ports: []corev1.ServicePort{{Name: "http", Port: servicePort, Protocol: corev1.ProtocolTCP,
-				TargetPort: intstr.FromInt32(targetPort)}},
-		},
-	}
+	return rulestest.Service(namespace, name, "",
+		rulestest.Port(corev1.ProtocolTCP, "http", servicePort), rulestest.TargetPorts(targetPort))
 }
 
-// endpointSlice is the one slice of a Service, its endpoints on nodeName.
+// endpointSlice is the one slice of a Service, its endpoints on nodeName;
+// its trigger time, now, starts the programming latency of its change.
 func endpointSlice(svc string, nodeName string, addrs ...netip.Addr) *discoveryv1.EndpointSlice {
-	portName, port, proto := "http", int32(targetPort), corev1.ProtocolTCP
-	sl := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: svc + "-1",
-			Labels: map[string]string{
-				discoveryv1.LabelServiceName: svc,
-				discoveryv1.LabelManagedBy:   managedBy,
-			},
-			Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: time.Now().UTC().Format(time.RFC3339Nano)},
-		},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &proto}},
-	}
+	var eps []discoveryv1.Endpoint
 	for _, a := range addrs {
-		ready, node := true, nodeName
-		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{a.String()},
-			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
-			NodeName:   &node,
-		})
+		eps = append(eps, rulestest.Endpoint(a.String(), rulestest.OnNode(nodeName)))
 	}
+	sl := rulestest.EndpointSlice(namespace, svc, svc+"-1",
+		rulestest.SlicePort(corev1.ProtocolTCP, "http", targetPort), rulestest.Endpoints(eps...))
+	sl.Labels[discoveryv1.LabelManagedBy] = managedBy
+	sl.Annotations = map[string]string{corev1.EndpointsLastChangeTriggerTime: time.Now().UTC().Format(time.RFC3339Nano)}
 	return sl
 }
 

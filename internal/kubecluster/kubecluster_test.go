@@ -16,12 +16,12 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nftproxy/nftproxy/internal/kubecluster"
+	"github.com/nftproxy/nftproxy/internal/testenv"
+	"github.com/nftproxy/nftproxy/rules/rulestest"
 )
 
 func TestServiceAndEndpointSliceRoundTrip(t *testing.T) {
@@ -95,6 +95,7 @@ func TestAPIServerRestartKeepsData(t *testing.T) {
 }
 
 func TestConcurrentClustersDoNotCollide(t *testing.T) {
+	testenv.NeedsControlPlane(t)
 	var mu sync.Mutex
 	hosts := map[string]bool{}
 	t.Run("group", func(t *testing.T) {
@@ -123,27 +124,17 @@ func TestStartWithoutBinariesSaysHowToBuild(t *testing.T) {
 	assert.Contains(t, err.Error(), "hack/build-control-plane.sh")
 }
 
+// webService is a Service "web" selecting the pods labelled app=web; the
+// API server gives it a ClusterIP.
 func webService(namespace string) *corev1.Service {
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "web", Labels: map[string]string{"app": "web"}},
-		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": "web"},
-			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}},
-		},
-	}
+	svc := rulestest.Service(namespace, "web", "", rulestest.Label("app", "web"),
+		rulestest.Port(corev1.ProtocolTCP, "http", 80), rulestest.TargetPorts(8080))
+	svc.Spec.Selector = map[string]string{"app": "web"}
+	return svc
 }
 
+// webSlice is the EndpointSlice of webService, with two endpoints.
 func webSlice(namespace string) *discoveryv1.EndpointSlice {
-	endpoint := func(ip string) discoveryv1.Endpoint {
-		return discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}
-	}
-	return &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "web-1", Labels: map[string]string{
-			discoveryv1.LabelServiceName: "web",
-			discoveryv1.LabelManagedBy:   "kubecluster-test",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{endpoint("10.244.2.2"), endpoint("10.244.3.2")},
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(8080)), Protocol: ptr.To(corev1.ProtocolTCP)}},
-	}
+	return rulestest.EndpointSlice(namespace, "web", "web-1",
+		rulestest.SlicePort(corev1.ProtocolTCP, "http", 8080), rulestest.ReadyAt("10.244.2.2", "10.244.3.2"))
 }
