@@ -27,18 +27,7 @@ func build(t testing.TB, objects ...any) *rules.Ruleset {
 
 func buildWith(t testing.TB, cfg rules.Config, objects ...any) *rules.Ruleset {
 	t.Helper()
-	s := rules.Snapshot{Node: nodeA(), Config: cfg}
-	for _, o := range objects {
-		switch o := o.(type) {
-		case *corev1.Service:
-			s.Services = append(s.Services, o)
-		case *discoveryv1.EndpointSlice:
-			s.EndpointSlices = append(s.EndpointSlices, o)
-		default:
-			t.Fatalf("build: unexpected object %T", o)
-		}
-	}
-	res := rules.Build(s)
+	res := rules.Build(rulestest.Snapshot(cfg, append([]any{nodeA()}, objects...)...))
 	require.Empty(t, res.Problems)
 	return res.Ruleset
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/nftproxy/nftproxy/applier"
 	"github.com/nftproxy/nftproxy/e2e/framework"
@@ -95,18 +94,7 @@ func newNode(t *testing.T, topts netnstest.TopologyOptions, opts ...nodeOption) 
 // programs it. Every object must be valid: a Problem fails the test.
 func (n *node) apply(t *testing.T, objs ...any) applier.Stats {
 	t.Helper()
-	s := rules.Snapshot{Node: n.obj, Config: n.cfg}
-	for _, o := range objs {
-		switch o := o.(type) {
-		case *corev1.Service:
-			s.Services = append(s.Services, o)
-		case *discoveryv1.EndpointSlice:
-			s.EndpointSlices = append(s.EndpointSlices, o)
-		default:
-			t.Fatalf("apply: unexpected object %T", o)
-		}
-	}
-	res := rules.Build(s)
+	res := rules.Build(rulestest.Snapshot(n.cfg, append([]any{n.obj}, objs...)...))
 	require.Empty(t, res.Problems, "problems building the ruleset")
 	st, err := n.applier.Apply(context.Background(), res.Ruleset)
 	require.NoError(t, err, "applying the ruleset")

@@ -51,15 +51,8 @@ func UpdateNode(t testing.TB, c client.Client, name string, mutate func(*corev1.
 // back, retrying on conflict.
 func UpdateService(t testing.TB, c client.Client, namespace, name string, mutate func(*corev1.Service)) {
 	t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var svc corev1.Service
-		if err := c.Get(context.Background(), types.NamespacedName{Namespace: namespace, Name: name}, &svc); err != nil {
-			return err
-		}
-		mutate(&svc)
-		return c.Update(context.Background(), &svc)
-	})
-	if err != nil {
+	write := func(svc *corev1.Service) error { return c.Update(context.Background(), svc) }
+	if err := updateService(c, namespace, name, mutate, write); err != nil {
 		t.Fatalf("updating Service %s/%s: %v", namespace, name, err)
 	}
 }
@@ -68,17 +61,23 @@ func UpdateService(t testing.TB, c client.Client, namespace, name string, mutate
 // its load-balancer ingress IPs.
 func UpdateServiceStatus(t testing.TB, c client.Client, namespace, name string, mutate func(*corev1.Service)) {
 	t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	write := func(svc *corev1.Service) error { return c.Status().Update(context.Background(), svc) }
+	if err := updateService(c, namespace, name, mutate, write); err != nil {
+		t.Fatalf("updating the status of Service %s/%s: %v", namespace, name, err)
+	}
+}
+
+// updateService reads a Service, changes it with mutate and writes it with
+// write, retrying on conflict.
+func updateService(c client.Client, namespace, name string, mutate func(*corev1.Service), write func(*corev1.Service) error) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var svc corev1.Service
 		if err := c.Get(context.Background(), types.NamespacedName{Namespace: namespace, Name: name}, &svc); err != nil {
 			return err
 		}
 		mutate(&svc)
-		return c.Status().Update(context.Background(), &svc)
+		return write(&svc)
 	})
-	if err != nil {
-		t.Fatalf("updating the status of Service %s/%s: %v", namespace, name, err)
-	}
 }
 
 // SetEndpoints replaces the endpoints of an EndpointSlice, retrying on

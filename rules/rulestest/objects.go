@@ -1,6 +1,7 @@
 package rulestest
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -8,6 +9,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/nftproxy/nftproxy/rules"
 )
 
 // The builders below make the Services, EndpointSlices and Nodes of every
@@ -329,6 +332,26 @@ func NodeZone(zone string) NodeOption {
 		}
 		n.Labels[corev1.LabelTopologyZone] = zone
 	}
+}
+
+// Snapshot is a snapshot with the configuration cfg of objects: Services,
+// EndpointSlices and this node's Node. Any other object is a mistake of
+// the test, and panics.
+func Snapshot(cfg rules.Config, objects ...any) rules.Snapshot {
+	s := rules.Snapshot{Config: cfg}
+	for _, o := range objects {
+		switch o := o.(type) {
+		case *corev1.Service:
+			s.Services = append(s.Services, o)
+		case *discoveryv1.EndpointSlice:
+			s.EndpointSlices = append(s.EndpointSlices, o)
+		case *corev1.Node:
+			s.Node = o
+		default:
+			panic(fmt.Sprintf("rulestest.Snapshot: %T is not a Service, an EndpointSlice or a Node", o))
+		}
+	}
+	return s
 }
 
 func ptr[T any](v T) *T { return &v }

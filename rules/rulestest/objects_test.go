@@ -168,20 +168,24 @@ func TestBuildersMakeValidObjects(t *testing.T) {
 	tcp := corev1.ProtocolTCP
 	web := rulestest.Service("default", "web", "10.96.0.10", rulestest.DualStack("fd00:96::10"), rulestest.Port(tcp, "http", 80),
 		rulestest.LoadBalancer("203.0.113.10"), rulestest.NodePorts(30080), rulestest.ExternalLocal(), rulestest.HealthCheckNodePort(30999))
-	s := rules.Snapshot{
-		Config:   rulestest.DefaultConfig(),
-		Node:     rulestest.Node(rulestest.NodeName, rulestest.InternalIP("192.168.77.1"), rulestest.NodeZone("zone-a")),
-		Services: []*corev1.Service{web, rulestest.SyntheticService(1)},
-		EndpointSlices: []*discoveryv1.EndpointSlice{
-			rulestest.EndpointSlice("default", "web", "web-v4", rulestest.SlicePort(tcp, "http", 8080),
-				rulestest.Endpoints(rulestest.Endpoint("10.244.1.2"), rulestest.Endpoint("10.244.2.2", rulestest.OnNode(rulestest.OtherNode)))),
-			rulestest.EndpointSlice("default", "web", "web-v6", rulestest.SlicePort(tcp, "http", 8080),
-				rulestest.Endpoints(rulestest.Endpoint("fd00:10:244:1::2"))),
-			rulestest.SyntheticSlice(1, 3, 0),
-		},
-	}
-	s.Config.Families = []rules.Family{rules.IPv4, rules.IPv6}
+	cfg := rulestest.DefaultConfig()
+	cfg.Families = []rules.Family{rules.IPv4, rules.IPv6}
+	s := rulestest.Snapshot(cfg,
+		rulestest.Node(rulestest.NodeName, rulestest.InternalIP("192.168.77.1"), rulestest.NodeZone("zone-a")),
+		web, rulestest.SyntheticService(1),
+		rulestest.EndpointSlice("default", "web", "web-v4", rulestest.SlicePort(tcp, "http", 8080),
+			rulestest.Endpoints(rulestest.Endpoint("10.244.1.2"), rulestest.Endpoint("10.244.2.2", rulestest.OnNode(rulestest.OtherNode)))),
+		rulestest.EndpointSlice("default", "web", "web-v6", rulestest.SlicePort(tcp, "http", 8080),
+			rulestest.Endpoints(rulestest.Endpoint("fd00:10:244:1::2"))),
+		rulestest.SyntheticSlice(1, 3, 0))
+	require.Len(t, s.Services, 2)
+	require.Len(t, s.EndpointSlices, 3)
+	require.Equal(t, rulestest.NodeName, s.Node.Name)
 	res := rules.Build(s)
 	assert.Empty(t, res.Problems)
 	assert.Contains(t, res.Ruleset.String(), "default/web/tcp/http")
+}
+
+func TestSnapshotRefusesOtherObjects(t *testing.T) {
+	assert.Panics(t, func() { rulestest.Snapshot(rulestest.DefaultConfig(), corev1.Service{}) })
 }
