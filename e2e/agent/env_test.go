@@ -51,7 +51,7 @@ func newEnv(t *testing.T, opts netnstest.TopologyOptions, extraArgs ...string) *
 // node first. e.agent stays nil until the test starts one.
 func newEnvWithoutAgent(t *testing.T, opts netnstest.TopologyOptions) *env {
 	t.Helper()
-	e := &env{t: t, cluster: kubecluster.StartForTest(t), topo: netnstest.NewTopology(t, opts), node: "node-a",
+	e := &env{t: t, cluster: kubecluster.StartForTest(t), topo: netnstest.NewTopology(t, opts), node: rulestest.NodeName,
 		metricsAddr: framework.FreeAddr(t), healthAddr: framework.FreeAddr(t)}
 	e.client = e.cluster.Client()
 	e.createNode()
