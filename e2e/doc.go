@@ -1,5 +1,5 @@
 // Package e2e holds nftproxy's end-to-end suites, each a package of its
-// own, all started by framework.Main:
+// own. These are started by framework.Main:
 //
 //   - agent: the agent against a real API server, programming a node
 //     namespace, with real connections to Services created through the API;
@@ -12,4 +12,8 @@
 // hack/install-deps.sh installs; without them they fail, never skip. Under
 // go test -short they do not run at all. Their Services, EndpointSlices
 // and Nodes come from rules/rulestest.
+//
+// cluster tests nftproxy as users run it, on the node that make cluster
+// brings up; it needs that cluster rather than root, and has a TestMain of
+// its own.
 package e2e
