@@ -107,7 +107,11 @@ preflight() {
     die "the kernel cannot make veth pairs and bridges (CONFIG_VETH, CONFIG_BRIDGE)"
   unshare --net nft -f - <<'NFT' 2>/dev/null || die "the kernel lacks nf_tables with NAT, numgen and ct (CONFIG_NF_TABLES, CONFIG_NFT_NAT, CONFIG_NFT_NUMGEN, CONFIG_NFT_CT)"
 table ip probe {
-  chain c { type nat hook prerouting priority -100; ct state new numgen random mod 2 vmap { 0 : accept, 1 : accept }; dnat to 10.0.0.1 }
+  chain c {
+    type nat hook prerouting priority -100;
+    ct state new numgen random mod 2 vmap { 0 : accept, 1 : accept }
+    meta l4proto tcp dnat to 10.0.0.1
+  }
 }
 NFT
   unshare --net sh -c 'ip link add b0 type bridge && test -e /proc/sys/net/bridge/bridge-nf-call-iptables' 2>/dev/null ||
