@@ -8,6 +8,8 @@
 #
 #   pause     registry.k8s.io/pause:3.10.2            hack/pause
 #   coredns   registry.k8s.io/coredns/coredns:v1.15.0 github.com/coredns/coredns
+#   nginx     registry.k8s.io/e2e-test-images/nginx:1.27.0-2, agnhost serving
+#             HTTP on port 80 in its place
 #   agnhost   registry.k8s.io/e2e-test-images/agnhost:2.66.1
 #             _output/bin/agnhost (waited for: build-control-plane.sh builds
 #             it) on busybox, dash as /bin/sh, bash, OpenBSD nc, curl,
@@ -42,6 +44,7 @@ PAUSE_REF=registry.k8s.io/pause:3.10.2
 COREDNS_VERSION=v1.15.0
 COREDNS_REF=registry.k8s.io/coredns/coredns:$COREDNS_VERSION
 AGNHOST_REF=registry.k8s.io/e2e-test-images/agnhost:2.66.1
+NGINX_REF=registry.k8s.io/e2e-test-images/nginx:1.27.0-2
 NFTPROXY_TAG=$(sed -n -E 's/^appVersion: *"?([^"]*)"?$/\1/p' charts/nftproxy/Chart.yaml)
 
 # The Debian packages of the two tool layers. busybox is every small tool
@@ -185,6 +188,11 @@ agnhost() {
   image agnhost "$(key_of agnhost -- "$(file_hash "$AGNHOST_BIN" hack/go-licenses.sh)" "$(cat "$WORK/.busybox.key" "$WORK/.nettools.key" "$WORK/.coredns.key")")" \
     --ref "$AGNHOST_REF" --layer "$WORK/busybox" --layer "$WORK/nettools" --layer "$WORK/coredns" --layer "$dir" \
     --entrypoint /agnhost
+  # The EndpointSlice tests run nginx pods only to have endpoints that
+  # serve port 80: agnhost serving HTTP there stands in for it.
+  image nginx "$(key_of nginx -- "$(cat "$IMAGES/.agnhost.key")")" \
+    --ref "$NGINX_REF" --layer "$WORK/busybox" --layer "$dir" \
+    --entrypoint /agnhost --cmd netexec --cmd --http-port=80 --cmd --udp-port=-1
 }
 
 # ---- Debian packages ---------------------------------------------------------
