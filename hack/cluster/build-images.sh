@@ -183,6 +183,12 @@ agnhost() {
   rm -rf "$dir"
   mkdir -p "$dir/uploads"
   cp "$AGNHOST_BIN" "$dir/agnhost"
+  # porter serves TLS with the test certificate upstream's image carries
+  # at its root; the Proxy tests reach pods over https through it.
+  local src
+  src=$(cd "$ROOT/_output/cp-build" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost
+  cp "$src/porter/localhost.crt" "$src/porter/localhost.key" "$dir/"
+  chmod 0644 "$dir/localhost.crt" "$dir/localhost.key"
   chmod 0755 "$dir/agnhost" "$dir/uploads"
   bash hack/go-licenses.sh "$dir/agnhost" "$dir/licenses/agnhost"
   image agnhost "$(key_of agnhost -- "$(file_hash "$AGNHOST_BIN" hack/go-licenses.sh)" "$(cat "$WORK/.busybox.key" "$WORK/.nettools.key" "$WORK/.coredns.key")")" \

@@ -94,7 +94,7 @@ preflight() {
   [ "$(id -u)" = 0 ] || die "run as root: the cluster creates network and mount namespaces"
   local missing=()
   for pair in ip:iproute2 nsenter:util-linux unshare:util-linux setsid:util-linux mount:mount \
-    socat:socat openssl:openssl nft:nftables apt-get:apt dpkg:dpkg curl:curl; do
+    socat:socat openssl:openssl nft:nftables iptables:iptables apt-get:apt dpkg:dpkg curl:curl; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair%%:*} (Debian package ${pair#*:})")
   done
   [ ${#missing[@]} -eq 0 ] || die "missing commands: ${missing[*]}; install them with apt-get install, or run hack/install-deps.sh"
