@@ -27,7 +27,8 @@ leftovers() {
   local d cmd
   for d in /proc/[0-9]*; do
     [ "${d#/proc/}" = $$ ] && continue
-    cmd=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
+    # A process may end between the glob and the read.
+    cmd=$({ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null) || continue
     case $cmd in
       *"$STATE/"*) echo "process ${d#/proc/} ${cmd:0:100}" ;;
     esac
