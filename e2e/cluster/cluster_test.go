@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/nftproxy/nftproxy/e2e/framework"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,7 +73,7 @@ func TestClusterDNSThroughNftproxy(t *testing.T) {
 	// agnhost's connect resolves with Go's resolver and connects over
 	// TCP: a name, its ClusterIP and the backend, all through nftproxy.
 	name := fmt.Sprintf("named.%s.svc.cluster.local:80", ns)
-	eventually(t, 30*time.Second, "connecting to "+name, func() (bool, string) {
+	framework.EventuallyState(t, 30*time.Second, "connecting to "+name, func() (bool, string) {
 		out, err := runKubectl("-n", ns, "exec", client, "--", "/agnhost", "connect", "--timeout=3s", name)
 		return err == nil, out
 	})
@@ -81,7 +83,7 @@ func TestExecLogsAndPodProxy(t *testing.T) {
 	ns := namespace(t)
 	client := clientPod(t, ns)
 	assert.Equal(t, client, strings.TrimSpace(kubectl(t, "-n", ns, "exec", client, "--", "hostname")))
-	eventually(t, 30*time.Second, "the pod's log", func() (bool, string) {
+	framework.EventuallyState(t, 30*time.Second, "the pod's log", func() (bool, string) {
 		out, err := runKubectl("-n", ns, "logs", client)
 		return err == nil && strings.Contains(out, "8080"), out
 	})
@@ -117,7 +119,7 @@ func probeService(t *testing.T, ns, name string, replicas int32) *corev1.Service
 	waitReady(t, ns, name, int(replicas))
 	prober(t, ns, map[string]string{name: net.JoinHostPort(svc.Spec.ClusterIP, "80")})
 	// The prober's first answers prove the Service is programmed.
-	eventually(t, 30*time.Second, "the prober's first answer", func() (bool, string) {
+	framework.EventuallyState(t, 30*time.Second, "the prober's first answer", func() (bool, string) {
 		as := attempts(t, ns, name, time.Time{})
 		return tally(as)["ok"] > 0, fmt.Sprint(tally(as))
 	})
@@ -135,7 +137,7 @@ func scale(t *testing.T, ns, name string, replicas int32) {
 // at all, serving or not.
 func noEndpoints(t *testing.T, ns, name string) {
 	t.Helper()
-	eventually(t, 2*time.Minute, "no endpoints left", func() (bool, string) {
+	framework.EventuallyState(t, 2*time.Minute, "no endpoints left", func() (bool, string) {
 		slices, err := kube.DiscoveryV1().EndpointSlices(ns).List(context.Background(),
 			metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + name})
 		if err != nil {
@@ -163,7 +165,7 @@ func TestScaleFromThreeToZeroToFive(t *testing.T) {
 	time.Sleep(3 * time.Second)
 
 	scale(t, ns, "scaled", 5)
-	eventually(t, 3*time.Minute, "a ready endpoint again", func() (bool, string) {
+	framework.EventuallyState(t, 3*time.Minute, "a ready endpoint again", func() (bool, string) {
 		r := readyEndpoints(t, ns, "scaled")
 		return len(r) > 0, fmt.Sprint(r)
 	})
@@ -203,7 +205,7 @@ func TestRollingUpdateUnderTraffic(t *testing.T) {
 	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"rolled-at":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
 	_, err := kube.AppsV1().Deployments(ns).Patch(ctxFor(t, time.Minute), "rolled", types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 	require.NoError(t, err)
-	eventually(t, 4*time.Minute, "the rollout and its old pods gone", func() (bool, string) {
+	framework.EventuallyState(t, 4*time.Minute, "the rollout and its old pods gone", func() (bool, string) {
 		d, err := kube.AppsV1().Deployments(ns).Get(context.Background(), "rolled", metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -253,7 +255,7 @@ func TestHelmUpgradeUnderTraffic(t *testing.T) {
 			addTarget(t, ns, fresh.Name, net.JoinHostPort(svc.Spec.ClusterIP, "80"))
 
 			var readyAt time.Time
-			eventually(t, 3*time.Minute, "the new nftproxy pods ready", func() (bool, string) {
+			framework.EventuallyState(t, 3*time.Minute, "the new nftproxy pods ready", func() (bool, string) {
 				after := agentPods(t)
 				for name, p := range after {
 					if _, old := before[name]; old || !podReady(p) || p.Spec.Containers[0].Image != nftproxyImage+":"+tag {
@@ -346,13 +348,13 @@ func TestPlainManifestAndCleanup(t *testing.T) {
 	later.Name = "plain-later"
 	lsvc := createService(t, ns, later)
 	addTarget(t, ns, later.Name, net.JoinHostPort(lsvc.Spec.ClusterIP, "80"))
-	eventually(t, 30*time.Second, "the manifest's agent programs a new Service", func() (bool, string) {
+	framework.EventuallyState(t, 30*time.Second, "the manifest's agent programs a new Service", func() (bool, string) {
 		as := attempts(t, ns, later.Name, time.Time{})
 		return tally(as)["ok"] > 0, fmt.Sprint(tally(as))
 	})
 
 	kubectl(t, "delete", "--wait=true", "--ignore-not-found", "-f", repoRoot+"/deploy/nftproxy.yaml")
-	eventually(t, 2*time.Minute, "the manifest's pods gone", func() (bool, string) {
+	framework.EventuallyState(t, 2*time.Minute, "the manifest's pods gone", func() (bool, string) {
 		return len(agentPods(t)) == 0, fmt.Sprint(len(agentPods(t)))
 	})
 	// Uninstalled, the rules stay and keep serving, as kube-proxy's do.
@@ -404,7 +406,7 @@ func runCleanupJob(t *testing.T, node string) {
 	}
 	_, err := kube.BatchV1().Jobs("kube-system").Create(ctxFor(t, time.Minute), job, metav1.CreateOptions{})
 	require.NoError(t, err)
-	eventually(t, 2*time.Minute, "the cleanup Job on "+node, func() (bool, string) {
+	framework.EventuallyState(t, 2*time.Minute, "the cleanup Job on "+node, func() (bool, string) {
 		j, err := kube.BatchV1().Jobs("kube-system").Get(context.Background(), job.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/nftproxy/nftproxy/e2e/framework"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -125,7 +127,7 @@ func createService(t *testing.T, ns string, s *corev1.Service) *corev1.Service {
 // its Service's EndpointSlices list exactly that many ready endpoints.
 func waitReady(t *testing.T, ns, name string, want int) {
 	t.Helper()
-	eventually(t, 3*time.Minute, fmt.Sprintf("%d ready endpoints of %s/%s", want, ns, name), func() (bool, string) {
+	framework.EventuallyState(t, 3*time.Minute, fmt.Sprintf("%d ready endpoints of %s/%s", want, ns, name), func() (bool, string) {
 		d, err := kube.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -138,7 +140,7 @@ func waitReady(t *testing.T, ns, name string, want int) {
 
 func waitDeploymentReady(t *testing.T, ns, name string, want int32) {
 	t.Helper()
-	eventually(t, 3*time.Minute, fmt.Sprintf("%d ready replicas of %s/%s", want, ns, name), func() (bool, string) {
+	framework.EventuallyState(t, 3*time.Minute, fmt.Sprintf("%d ready replicas of %s/%s", want, ns, name), func() (bool, string) {
 		d, err := kube.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -163,25 +165,6 @@ func readyEndpoints(t *testing.T, ns, service string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// eventually polls cond until it holds, failing the test with cond's last
-// word when it has not within d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var last string
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, d, last)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }
 
 // prober starts the prober pod, connecting 20 times a second to each
@@ -217,7 +200,7 @@ func prober(t *testing.T, ns string, targets map[string]string) string {
 
 func waitPodReady(t *testing.T, ns, name string) {
 	t.Helper()
-	eventually(t, 2*time.Minute, "pod "+ns+"/"+name+" ready", func() (bool, string) {
+	framework.EventuallyState(t, 2*time.Minute, "pod "+ns+"/"+name+" ready", func() (bool, string) {
 		p, err := kube.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -245,7 +228,7 @@ type attempt struct {
 func attempts(t *testing.T, ns, target string, since time.Time) []attempt {
 	t.Helper()
 	var out []attempt
-	eventually(t, time.Minute, "reading the prober's record", func() (bool, string) {
+	framework.EventuallyState(t, time.Minute, "reading the prober's record", func() (bool, string) {
 		raw, err := kube.CoreV1().RESTClient().Get().Namespace(ns).Resource("pods").Name("prober:8080").
 			SubResource("proxy").Suffix("attempts").
 			Param("target", target).Param("since", since.UTC().Format(time.RFC3339Nano)).
@@ -347,7 +330,7 @@ func inNode(node string, args ...string) (string, error) {
 // ready pod on every node.
 func waitAgentsReady(t *testing.T) {
 	t.Helper()
-	eventually(t, 3*time.Minute, "nftproxy ready on every node", func() (bool, string) {
+	framework.EventuallyState(t, 3*time.Minute, "nftproxy ready on every node", func() (bool, string) {
 		ds, err := kube.AppsV1().DaemonSets("kube-system").Get(context.Background(), "nftproxy", metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
