@@ -140,6 +140,11 @@ func (p PortID) AffinitySet(ep netip.AddrPort, timeoutSeconds int32) string {
 	return objectName("aff", p.String()+"__"+endpointText(ep), fmt.Sprint(timeoutSeconds))
 }
 
+// endpointText is "address/port" as it appears in a name. nft's parser
+// reads a name as letters, digits and "/\\_.-" only, so an IPv6 address
+// is written with dots for its colons: fd00:10:244::13 is fd00.10.244..13.
+// The hash in front of the name keeps it unique either way.
 func endpointText(ep netip.AddrPort) string {
-	return fmt.Sprintf("%s/%d", ep.Addr(), ep.Port())
+	addr := strings.ReplaceAll(ep.Addr().String(), ":", ".")
+	return fmt.Sprintf("%s/%d", addr, ep.Port())
 }
