@@ -90,7 +90,9 @@ func (ix *index) handler(queued func()) handler.TypedEventHandler[client.Object,
 		},
 		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			ix.put(e.ObjectNew)
-			enqueue(q)
+			if changesRules(e.ObjectOld, e.ObjectNew) {
+				enqueue(q)
+			}
 		},
 		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			ix.remove(e.Object)

@@ -171,14 +171,22 @@ func readyEndpoints(t *testing.T, ns, service string) []string {
 // target (name -> host:port), and waits until it runs.
 func prober(t *testing.T, ns string, targets map[string]string) string {
 	t.Helper()
+	return proberPod(t, ns, "prober", "", targets)
+}
+
+// proberPod starts a prober pod of that name on one node ("" for
+// wherever the scheduler puts it).
+func proberPod(t *testing.T, ns, name, node string, targets map[string]string) string {
+	t.Helper()
 	args := []string{"-listen=:8080", "-rate=20", "-timeout=1s"}
 	for name, addr := range targets {
 		args = append(args, name+"="+addr)
 	}
 	sort.Strings(args[3:])
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "prober"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{
+			NodeName: node,
 			Containers: []corev1.Container{{
 				Name:            "prober",
 				Image:           proberImage,
@@ -194,8 +202,8 @@ func prober(t *testing.T, ns string, targets map[string]string) string {
 	}
 	_, err := kube.CoreV1().Pods(ns).Create(ctxFor(t, time.Minute), pod, metav1.CreateOptions{})
 	require.NoError(t, err)
-	waitPodReady(t, ns, "prober")
-	return "prober"
+	waitPodReady(t, ns, name)
+	return name
 }
 
 func waitPodReady(t *testing.T, ns, name string) {
@@ -227,9 +235,15 @@ type attempt struct {
 // through the API server's pod proxy.
 func attempts(t *testing.T, ns, target string, since time.Time) []attempt {
 	t.Helper()
+	return attemptsOf(t, ns, "prober", target, since)
+}
+
+// attemptsOf reads the record of the prober pod of that name.
+func attemptsOf(t *testing.T, ns, pod, target string, since time.Time) []attempt {
+	t.Helper()
 	var out []attempt
 	framework.EventuallyState(t, time.Minute, "reading the prober's record", func() (bool, string) {
-		raw, err := kube.CoreV1().RESTClient().Get().Namespace(ns).Resource("pods").Name("prober:8080").
+		raw, err := kube.CoreV1().RESTClient().Get().Namespace(ns).Resource("pods").Name(pod+":8080").
 			SubResource("proxy").Suffix("attempts").
 			Param("target", target).Param("since", since.UTC().Format(time.RFC3339Nano)).
 			DoRaw(context.Background())

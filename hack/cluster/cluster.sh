@@ -5,8 +5,11 @@
 #   cluster.sh up      build what is missing, then start the cluster
 #   cluster.sh down    stop it and remove every trace; fine with nothing up
 #   cluster.sh status  say what is up
+#   cluster.sh node-down N   node N fails: its kubelet stops and its link
+#                            to the network goes down; its pods keep running
+#   cluster.sh node-up N     node N comes back: link up, kubelet started
 #
-# NODES (default 1) is the number of nodes. Each node is a network
+# NODES (default 2) is the number of nodes; node N is in the zone zone-N. Each node is a network
 # namespace (nftpc-nodeN) with a mount namespace of its own, in which its
 # containerd and kubelet run: /run, /var/lib and /var/log there are folders
 # under _output/cluster/nodeN, and the kernel tunables the kubelet rewrites
@@ -29,7 +32,7 @@ BIN=$OUT/bin
 RUNTIME=$OUT/runtime
 IMAGES=$OUT/images
 STATE=${CLUSTER_STATE:-$OUT/cluster}
-NODES=${NODES:-1}
+NODES=${NODES:-2}
 K8S_VERSION=v1.37.2
 # The image tag the chart is installed with; build-images.sh builds it.
 NFTPROXY_TAG=${NFTPROXY_TAG:-0.1.0}
@@ -337,9 +340,16 @@ node_up() {
       die "importing $t into $n's containerd failed"
   done
   cgroup_root "$n"
+  kubelet "$i"
+}
+
+kubelet() {
+  local i=$1 n s
+  n=$(node_name "$i")
+  s=$STATE/node$i
   PATH=$RUNTIME/usr/bin:$PATH start "kubelet-$n" "$n" "$s/mnt" "$BIN/kubelet" --config="$s/kubelet.yaml" \
     --kubeconfig="$s/kubelet.kubeconfig" --root-dir="$s/varlib/kubelet" --node-ip="$(node_ip "$i")" \
-    --hostname-override="$n" --v=1
+    --hostname-override="$n" --node-labels="topology.kubernetes.io/zone=zone-$i" --v=1
 }
 
 # cgroup_root NAME: the node's own cgroup in every hierarchy, which the
@@ -478,6 +488,29 @@ down() {
   log "down: nothing of the cluster is left"
 }
 
+# node_down N: node N fails as a host does when it loses power or its
+# network: its kubelet stops, and the link that joins it to the others
+# goes down. Its containers keep running, cut off, until node_up.
+node_down() {
+  local i=$1 n
+  n=$(node_name "$i")
+  [ -f "$STATE/pids/kubelet-$n" ] || die "node $n is not up"
+  stop "kubelet-$n"
+  ip -n "$OUTSIDE" link set "node$i" down
+  log "node $n is down: kubelet stopped, link node$i down"
+}
+
+# node_up_again N: node N comes back: its link goes up and its kubelet starts
+# again, with the state it left.
+node_up_again() {
+  local i=$1 n
+  n=$(node_name "$i")
+  [ -d "$STATE/node$i" ] || die "node $n was never up"
+  ip -n "$OUTSIDE" link set "node$i" up
+  [ -f "$STATE/pids/kubelet-$n" ] || kubelet "$i"
+  log "node $n is back: link node$i up, kubelet started"
+}
+
 status() {
   if is_up; then
     log "up: $(kubectl get nodes --no-headers 2>/dev/null | awk '{print $1 " " $2}' | paste -sd ',' -)"
@@ -493,5 +526,7 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: cluster.sh up|down|status (NODES=N for N nodes)" >&2; exit 2 ;;
+  node-down) is_up || die "no cluster is up"; node_down "${2:?node-down N}" ;;
+  node-up) is_up || die "no cluster is up"; node_up_again "${2:?node-up N}" ;;
+  *) echo "usage: cluster.sh up|down|status|node-down N|node-up N (NODES=N for N nodes)" >&2; exit 2 ;;
 esac
