@@ -32,10 +32,12 @@ const (
 var syncBuckets = prometheus.ExponentialBuckets(0.001, 2, 15)
 
 // programmingBuckets are kube-proxy's buckets for the network programming
-// duration: 0.25 s and 0.5 s, every second up to 59 s, every 5 s up to
-// 115 s, every 30 s up to 5 min.
+// duration: 0, 0.25 s and 0.5 s, every second up to 59 s, every 5 s up to
+// 115 s, every 30 s up to 5 min. The bucket 0 is kube-proxy's too (its
+// bucket list starts with one), and catches a trigger time ahead of the
+// node's clock.
 func programmingBuckets() []float64 {
-	var b []float64
+	b := []float64{0}
 	b = append(b, prometheus.LinearBuckets(0.25, 0.25, 2)...)
 	b = append(b, prometheus.LinearBuckets(1, 1, 59)...)
 	b = append(b, prometheus.LinearBuckets(60, 5, 12)...)
@@ -62,6 +64,8 @@ type KubeProxy struct {
 	EndpointChangesPend prometheus.Gauge
 	HealthzAnswers      *prometheus.CounterVec
 	LivezAnswers        *prometheus.CounterVec
+	ConntrackDuration   *prometheus.HistogramVec
+	ConntrackDeleted    *prometheus.CounterVec
 
 	mu sync.Mutex
 	// pendingServices are the Services changed since the last sync began.
@@ -131,6 +135,15 @@ func newKubeProxy() *KubeProxy {
 			Name: "kubeproxy_proxy_livez_total",
 			Help: "Answers of the health server's /livez, by HTTP status (kube-proxy's name).",
 		}, []string{LabelCode}),
+		ConntrackDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kubeproxy_conntrack_reconciler_sync_duration_seconds",
+			Help:    "Time to list a family's conntrack entries and delete the stale ones, after a sync that made some UDP or SCTP flows stale (kube-proxy's name).",
+			Buckets: syncBuckets,
+		}, family),
+		ConntrackDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubeproxy_conntrack_reconciler_deleted_entries_total",
+			Help: "Stale UDP and SCTP conntrack entries deleted (kube-proxy's name).",
+		}, family),
 		pendingServices: map[string]bool{},
 	}
 }
@@ -140,6 +153,7 @@ func (k *KubeProxy) collectors() []prometheus.Collector {
 		k.SyncDuration, k.SyncFullDuration, k.SyncPartialDuration, k.LastTimestamp, k.LastQueuedTimestamp,
 		k.NetworkProgramming, k.NoLocalEndpoints, k.SyncFailures, k.ServiceChanges, k.ServiceChangesPend,
 		k.EndpointChanges, k.EndpointChangesPend, k.HealthzAnswers, k.LivezAnswers,
+		k.ConntrackDuration, k.ConntrackDeleted,
 	}
 }
 
@@ -209,6 +223,13 @@ func (k *KubeProxy) SyncDone(families []string, full bool, took time.Duration, e
 func (k *KubeProxy) NoLocal(family string, internal, external int) {
 	k.NoLocalEndpoints.WithLabelValues("internal", family).Set(float64(internal))
 	k.NoLocalEndpoints.WithLabelValues("external", family).Set(float64(external))
+}
+
+// ConntrackCleaned records one family's stale conntrack cleanup: how long
+// the whole cleanup took, and how many entries of the family it deleted.
+func (k *KubeProxy) ConntrackCleaned(family string, took time.Duration, deleted int) {
+	k.ConntrackDuration.WithLabelValues(family).Observe(took.Seconds())
+	k.ConntrackDeleted.WithLabelValues(family).Add(float64(deleted))
 }
 
 // ProbeAnswered counts an answer of the health server: path is /healthz

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nftproxy/nftproxy/applier"
+	"github.com/nftproxy/nftproxy/conntrack"
 	"github.com/nftproxy/nftproxy/health"
 	"github.com/nftproxy/nftproxy/metrics"
 	"github.com/nftproxy/nftproxy/rules"
@@ -67,7 +68,7 @@ type HealthCheckServer interface {
 // StaleFlowCleaner deletes conntrack entries that point at endpoints the
 // new ruleset no longer uses.
 type StaleFlowCleaner interface {
-	Clean(ctx context.Context, before, after *rules.Ruleset) (int, error)
+	Clean(ctx context.Context, before, after *rules.Ruleset) (conntrack.Outcome, error)
 }
 
 // Outcome says what a sync did.
@@ -128,8 +129,12 @@ func (p *Proxier) Sync(ctx context.Context, s rules.Snapshot) (Outcome, error) {
 		"endpoints", res.Endpoints, "objectsWritten", st.Objects(), "noop", st.Noop)
 
 	if p.Conntrack != nil && p.last != nil {
-		n, err := p.Conntrack.Clean(ctx, p.last, res.Ruleset)
-		p.Metrics.ConntrackFlowsDeleted.Add(float64(n))
+		cleanStart := now()
+		out, err := p.Conntrack.Clean(ctx, p.last, res.Ruleset)
+		p.Metrics.ConntrackFlowsDeleted.Add(float64(out.Total()))
+		for _, f := range out.Families {
+			p.Metrics.KubeProxy.ConntrackCleaned(FamilyLabel(f), now().Sub(cleanStart), out.Deleted[f])
+		}
 		if err != nil {
 			log.Error(err, "deleting stale conntrack entries")
 		}
