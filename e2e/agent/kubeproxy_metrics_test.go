@@ -225,3 +225,24 @@ func (e *env) waitRuleset(within time.Duration, needles ...string) {
 		return len(traces(rs, needles...)) == len(needles), rs
 	})
 }
+
+// TestMetricsOff: an empty metrics address turns the metrics endpoint
+// off, as in kube-proxy, and the agent still syncs.
+func TestMetricsOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, netnstest.TopologyOptions{Backends: 1}, "--metrics-bind-address=")
+	e.serveEcho()
+	e.waitReady(10 * time.Second)
+	e.create(service("web", "10.96.0.82", 80), endpointSlice("web", "web-1", e.topo.Backends...))
+	e.waitBackends("10.96.0.82:80", 5*time.Second, names(e.topo.Backends...)...)
+	_, _, err := framework.HTTPGet("http://" + e.metricsAddr + "/metrics")
+	require.Error(t, err, "nothing listens at the address the agent would have used")
+	// controller-runtime's default address is :8080.
+	c, err := net.DialTimeout("tcp", "127.0.0.1:8080", time.Second)
+	if err == nil {
+		c.Close()
+		// Something else may serve there; it must not be this agent.
+		_, body, _ := framework.HTTPGet("http://127.0.0.1:8080/metrics")
+		require.NotContains(t, body, "nftproxy_sync_duration_seconds", "the agent serves metrics on controller-runtime's default address")
+	}
+}
