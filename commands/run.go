@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -80,7 +82,7 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 	}
 	mgr, err := ctrl.NewManager(restCfg, manager.Options{
 		Cache:                  controllers.CacheOptions(cfg.NodeName),
-		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
+		Metrics:                metricsserver.Options{BindAddress: metricsAddress(cfg.MetricsBindAddress)},
 		HealthProbeBindAddress: "0", // served below, read-only and with kube-proxy's body
 		Logger:                 log,
 	})
@@ -89,6 +91,10 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 	}
 	state := health.NewState(cfg.SyncPeriod.Duration)
 	m := metrics.New(ctrlmetrics.Registry)
+	families := proxy.FamilyLabels(rc.Families)
+	state.OnAnswer(m.KubeProxy.ProbeAnswered)
+	// The first sync is asked for now, as kube-proxy records at its start.
+	m.KubeProxy.Queued(families, time.Now())
 	recorder := mgr.GetEventRecorder("nftproxy")
 	healthChecks := &healthcheck.Server{NetNSFd: nsFd, Healthy: state.Healthy, Log: log}
 	proxier := &proxy.Proxier{
@@ -108,6 +114,7 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 		MinSyncPeriod:  cfg.MinSyncPeriod.Duration,
 		SyncPeriod:     cfg.SyncPeriod.Duration,
 		Queued:         state.Queued,
+		Changed:        func(obj client.Object) { m.KubeProxy.Changed(obj, families, time.Now()) },
 		LocalAddresses: func() ([]netip.Addr, error) { return proxy.LocalAddresses(nsFd) },
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
@@ -131,6 +138,16 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 	}
 	log.Info("stopped; the rules stay in place (nftproxy cleanup removes them)")
 	return nil
+}
+
+// metricsAddress is the metrics server's bind address for
+// controller-runtime, where "0" turns the server off: an empty
+// metricsBindAddress does, as in kube-proxy.
+func metricsAddress(bind string) string {
+	if bind == "" {
+		return "0"
+	}
+	return bind
 }
 
 // rulesConfig is the part of the configuration that shapes the rules.

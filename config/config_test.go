@@ -195,6 +195,9 @@ func TestValidate(t *testing.T) {
 		}},
 		{name: "nodePortAddresses primary", modify: func(c *Configuration) { c.NodePortAddresses = []string{"primary"} }},
 		{name: "masqueradeBit 0", modify: func(c *Configuration) { c.MasqueradeBit = 0 }},
+		{name: "metricsBindAddress empty turns metrics off", modify: func(c *Configuration) { c.MetricsBindAddress = "" }},
+		{name: "healthzBindAddress empty", modify: func(c *Configuration) { c.HealthzBindAddress = "" },
+			want: []string{`healthzBindAddress: "" is not host:port`}},
 
 		{name: "apiVersion", modify: func(c *Configuration) { c.APIVersion = "v1" },
 			want: []string{`apiVersion "v1" is not supported: want "nftproxy.io/v1alpha1"`}},

@@ -64,7 +64,8 @@ type Configuration struct {
 	// metricsBindAddress is the IP address and port of the Prometheus
 	// metrics endpoint (`/metrics`), as `host:port`; an empty host listens
 	// on all addresses. The default serves the node's loopback only; set it
-	// to `0.0.0.0:10249` to scrape from other hosts.
+	// to `0.0.0.0:10249` to scrape from other hosts, or to `""` to turn
+	// the endpoint off, as in kube-proxy.
 	MetricsBindAddress string `json:"metricsBindAddress" flag:"metrics-bind-address"`
 
 	// healthzBindAddress is the IP address and port of the health endpoints

@@ -83,8 +83,12 @@ func (c Configuration) Validate() error {
 		add("minSyncPeriod", "%v is longer than syncPeriod (%v)", minSync, sync)
 	}
 
-	if err := checkBindAddress(c.MetricsBindAddress); err != nil {
-		add("metricsBindAddress", "%v", err)
+	// An empty metricsBindAddress turns the metrics endpoint off, as in
+	// kube-proxy.
+	if c.MetricsBindAddress != "" {
+		if err := checkBindAddress(c.MetricsBindAddress); err != nil {
+			add("metricsBindAddress", "%v", err)
+		}
 	}
 	if err := checkBindAddress(c.HealthzBindAddress); err != nil {
 		add("healthzBindAddress", "%v", err)

@@ -46,27 +46,46 @@ func New(netnsFd int) *Cleaner {
 	return &Cleaner{netnsFd: netnsFd}
 }
 
+// Outcome says what one Clean did.
+type Outcome struct {
+	// Families are the IP families whose entries were listed: none when
+	// the change made nothing stale.
+	Families []rules.Family
+	// Deleted counts the entries deleted, by family.
+	Deleted map[rules.Family]int
+}
+
+// Total is the number of entries deleted in all families.
+func (o Outcome) Total() int {
+	n := 0
+	for _, d := range o.Deleted {
+		n += d
+	}
+	return n
+}
+
 // Clean deletes the UDP and SCTP conntrack entries that the change from
-// before to after made stale, and returns how many it deleted. A nil
+// before to after made stale, and says how many it deleted. A nil
 // before (the first sync after a start) deletes nothing: what the existing
 // entries were made by is not known. An entry that is already gone when it
 // is deleted is not an error; other failures are joined, and the count
 // still says what was deleted.
-func (c *Cleaner) Clean(ctx context.Context, before, after *rules.Ruleset) (int, error) {
+func (c *Cleaner) Clean(ctx context.Context, before, after *rules.Ruleset) (Outcome, error) {
 	p := planFor(before, after)
 	if p.empty() {
-		return 0, nil
+		return Outcome{}, nil
 	}
+	out := Outcome{Families: p.families(), Deleted: map[rules.Family]int{}}
 	log := logr.FromContextOrDiscard(ctx)
 	start := time.Now()
 	conn, err := ct.Dial(&netlink.Config{NetNS: c.netnsFd})
 	if err != nil {
-		return 0, fmt.Errorf("opening a conntrack netlink connection: %w", err)
+		return out, fmt.Errorf("opening a conntrack netlink connection: %w", err)
 	}
 	defer conn.Close()
 	flows, err := dump(conn, p)
 	if err != nil {
-		return 0, fmt.Errorf("listing conntrack entries: %w", err)
+		return out, fmt.Errorf("listing conntrack entries: %w", err)
 	}
 	deleted, failed := 0, 0
 	var errs []error
@@ -96,6 +115,7 @@ func (c *Cleaner) Clean(ctx context.Context, before, after *rules.Ruleset) (int,
 			}
 		default:
 			deleted++
+			out.Deleted[fe.Family]++
 			log.V(4).Info("deleted stale conntrack entry", "frontend", fe.String(),
 				"original", f.TupleOrig.String(), "reply", f.TupleReply.String())
 		}
@@ -105,7 +125,7 @@ func (c *Cleaner) Clean(ctx context.Context, before, after *rules.Ruleset) (int,
 	}
 	log.V(1).Info("deleted stale conntrack entries", "deleted", deleted, "failed", failed, "listed", len(flows),
 		"took", time.Since(start), "frontendsWithRemovedEndpoints", len(p.removed), "frontendsNewlyServed", len(p.activated))
-	return deleted, errors.Join(errs...)
+	return out, errors.Join(errs...)
 }
 
 // dump lists the entries that may be stale. The kernel leaves out what

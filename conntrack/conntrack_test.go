@@ -73,10 +73,10 @@ func (n *node) applyWith(t testing.TB, cfg rules.Config, objects ...any) *rules.
 func (n *node) clean(t testing.TB, before, after *rules.Ruleset) int {
 	t.Helper()
 	start := time.Now()
-	deleted, err := n.cleaner.Clean(context.Background(), before, after)
+	out, err := n.cleaner.Clean(context.Background(), before, after)
 	require.NoError(t, err)
-	t.Logf("Clean deleted %d entries in %v", deleted, time.Since(start).Round(time.Microsecond))
-	return deleted
+	t.Logf("Clean deleted %v entries in %v", out.Deleted, time.Since(start).Round(time.Microsecond))
+	return out.Total()
 }
 
 // TestCleanUDPClusterIP is the case that needs the cleaner: a UDP client
@@ -314,8 +314,8 @@ func TestCleanErrors(t *testing.T) {
 	dns := service("dns", "10.96.0.10", "UDP", 53, 0)
 	before := build(t, dns, slice("dns", "UDP", 53, "10.244.2.2"))
 	after := build(t, dns, slice("dns", "UDP", 53, "10.244.3.2"))
-	n, err := New(-1).Clean(context.Background(), before, after)
-	assert.Zero(t, n)
+	out, err := New(-1).Clean(context.Background(), before, after)
+	assert.Zero(t, out.Total())
 	assert.ErrorContains(t, err, "opening a conntrack netlink connection")
 	assert.ErrorIs(t, err, unix.EBADF)
 }

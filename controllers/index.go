@@ -75,28 +75,37 @@ func (ix *index) objects() ([]*corev1.Service, []*discoveryv1.EndpointSlice, *co
 	return svcs, sls, ix.node
 }
 
-// handler keeps the index current and asks for the one sync.
-func (ix *index) handler(queued func()) handler.TypedEventHandler[client.Object, reconcile.Request] {
+// handler keeps the index current and asks for the one sync. queued and
+// changed, when not nil, are told of each event; changed gets the object.
+func (ix *index) handler(queued func(), changed func(client.Object)) handler.TypedEventHandler[client.Object, reconcile.Request] {
 	enqueue := func(q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 		if queued != nil {
 			queued()
 		}
 		q.Add(syncKey)
 	}
+	change := func(obj client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		if changed != nil {
+			changed(obj)
+		}
+		enqueue(q)
+	}
 	return handler.TypedFuncs[client.Object, reconcile.Request]{
 		CreateFunc: func(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			ix.put(e.Object)
-			enqueue(q)
+			change(e.Object, q)
 		},
 		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			ix.put(e.ObjectNew)
+			// As kube-proxy's change trackers do, an update that changes
+			// nothing the rules read is neither counted nor synced.
 			if changesRules(e.ObjectOld, e.ObjectNew) {
-				enqueue(q)
+				change(e.ObjectNew, q)
 			}
 		},
 		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			ix.remove(e.Object)
-			enqueue(q)
+			change(e.Object, q)
 		},
 		GenericFunc: func(_ context.Context, _ event.TypedGenericEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			enqueue(q)

@@ -43,6 +43,9 @@ type ProxyReconciler struct {
 	SyncPeriod time.Duration
 	// Queued is told of every event, for health reporting; may be nil.
 	Queued func()
+	// Changed is told of every Service, EndpointSlice and Node created,
+	// changed or deleted, for metrics; may be nil.
+	Changed func(obj client.Object)
 	// LocalAddresses lists this node's addresses when NodePort addresses
 	// are chosen by CIDR; may be nil.
 	LocalAddresses func() ([]netip.Addr, error)
@@ -111,7 +114,7 @@ func (r *ProxyReconciler) snapshot(_ context.Context) (rules.Snapshot, error) {
 // this node's Node all map to the one sync key.
 func (r *ProxyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.index = newIndex()
-	toSync := r.index.handler(r.Queued)
+	toSync := r.index.handler(r.Queued, r.Changed)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("nftproxy").
 		Watches(&corev1.Service{}, toSync).

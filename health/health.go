@@ -24,6 +24,16 @@ type State struct {
 	lastSuccess time.Time
 	ready       bool
 	lastError   error
+	// answered, when set, is told of each probe answered.
+	answered func(path string, code int)
+}
+
+// OnAnswer has f told of each answer to GET or HEAD, with the path and
+// the status code, for metrics. Call it before serving.
+func (s *State) OnAnswer(f func(path string, code int)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answered = f
 }
 
 // NewState returns a State for a proxy that re-checks its rules every
@@ -112,8 +122,16 @@ func (s *State) Handler() http.Handler {
 			}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("X-Content-Type-Options", "nosniff")
+			code := http.StatusOK
 			if !ok() {
-				w.WriteHeader(http.StatusServiceUnavailable)
+				code = http.StatusServiceUnavailable
+				w.WriteHeader(code)
+			}
+			s.mu.Lock()
+			answered := s.answered
+			s.mu.Unlock()
+			if answered != nil {
+				answered(r.URL.Path, code)
 			}
 			_ = json.NewEncoder(w).Encode(s.status())
 		}

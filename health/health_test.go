@@ -2,6 +2,7 @@ package health
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -67,4 +68,21 @@ func TestHandler(t *testing.T) {
 		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
 		assert.Equal(t, tc.want, rec.Code, "%s %s", tc.method, tc.path)
 	}
+}
+
+// TestOnAnswer: each answer to GET or HEAD is told with its path and
+// status, for kube-proxy's probe counters; refused methods are not.
+func TestOnAnswer(t *testing.T) {
+	s := NewState(time.Second)
+	var got []string
+	s.OnAnswer(func(path string, code int) { got = append(got, fmt.Sprintf("%s %d", path, code)) })
+	h := s.Handler()
+	for _, r := range []struct{ method, path string }{
+		{http.MethodGet, "/healthz"}, {http.MethodPost, "/healthz"}, {http.MethodHead, "/livez"}, {http.MethodGet, "/readyz"},
+	} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(r.method, r.path, nil))
+	}
+	s.Synced(time.Now(), nil)
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	assert.Equal(t, []string{"/healthz 200", "/livez 200", "/readyz 503", "/readyz 200"}, got)
 }

@@ -1,5 +1,6 @@
-// Package metrics defines nftproxy's Prometheus metrics. Where kube-proxy
-// has a metric of the same meaning, the name says so in its help text.
+// Package metrics defines nftproxy's Prometheus metrics: its own
+// (nftproxy_*), and kube-proxy's (kubeproxy_*) with kube-proxy's names,
+// types, labels and buckets, for the dashboards and alerts written for it.
 package metrics
 
 import (
@@ -19,6 +20,8 @@ type Metrics struct {
 	InvalidObjects        prometheus.Gauge
 	ConntrackFlowsDeleted prometheus.Counter
 	KubeProxyLeftovers    prometheus.Gauge
+	// KubeProxy are the metrics with kube-proxy's names.
+	KubeProxy *KubeProxy
 }
 
 // New creates the collectors and registers them with reg.
@@ -71,7 +74,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "nftproxy_kube_proxy_leftovers",
 			Help: "1 while kube-proxy's nftables tables or iptables chains are present on this node (nftproxy cleanup --kube-proxy removes them), else 0.",
 		}),
+		KubeProxy: newKubeProxy(),
 	}
+	reg.MustRegister(m.KubeProxy.collectors()...)
 	reg.MustRegister(m.SyncDuration, m.LastSuccess, m.SyncFailures, m.ServicePorts, m.Endpoints,
 		m.ObjectsWritten, m.ProgrammingLatency, m.Repairs, m.InvalidObjects, m.ConntrackFlowsDeleted, m.KubeProxyLeftovers)
 	return m

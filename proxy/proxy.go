@@ -6,6 +6,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nftproxy/nftproxy/applier"
+	"github.com/nftproxy/nftproxy/conntrack"
 	"github.com/nftproxy/nftproxy/health"
 	"github.com/nftproxy/nftproxy/metrics"
 	"github.com/nftproxy/nftproxy/rules"
@@ -66,7 +68,7 @@ type HealthCheckServer interface {
 // StaleFlowCleaner deletes conntrack entries that point at endpoints the
 // new ruleset no longer uses.
 type StaleFlowCleaner interface {
-	Clean(ctx context.Context, before, after *rules.Ruleset) (int, error)
+	Clean(ctx context.Context, before, after *rules.Ruleset) (conntrack.Outcome, error)
 }
 
 // Outcome says what a sync did.
@@ -86,7 +88,10 @@ func (p *Proxier) Sync(ctx context.Context, s rules.Snapshot) (Outcome, error) {
 	if p.builder == nil {
 		p.builder = rules.NewBuilder()
 	}
+	// The changes seen so far are in this snapshot.
+	p.Metrics.KubeProxy.SyncStarting()
 	res := p.builder.Build(s)
+	families := familyLabels(res.NoLocalEndpoints)
 	p.report(ctx, s, res.Problems)
 
 	if changed, err := p.Applier.Changed(); err != nil {
@@ -103,7 +108,9 @@ func (p *Proxier) Sync(ctx context.Context, s rules.Snapshot) (Outcome, error) {
 	if st.Full {
 		kind = "full"
 	}
-	p.Metrics.SyncDuration.WithLabelValues(kind).Observe(now().Sub(start).Seconds())
+	end := now()
+	p.Metrics.SyncDuration.WithLabelValues(kind).Observe(end.Sub(start).Seconds())
+	p.Metrics.KubeProxy.SyncDone(families, st.Full, end.Sub(start), end, err != nil)
 	p.Health.Synced(start, err)
 	if err != nil {
 		p.Metrics.SyncFailures.Inc()
@@ -114,13 +121,20 @@ func (p *Proxier) Sync(ctx context.Context, s rules.Snapshot) (Outcome, error) {
 	p.Metrics.Endpoints.Set(float64(res.Endpoints))
 	p.Metrics.ObjectsWritten.Observe(float64(st.Objects()))
 	p.Metrics.InvalidObjects.Set(float64(len(res.Problems)))
-	p.observeLatency(s.EndpointSlices, now())
+	for f, n := range res.NoLocalEndpoints {
+		p.Metrics.KubeProxy.NoLocal(FamilyLabel(f), n.Internal, n.External)
+	}
+	p.observeLatency(s.EndpointSlices, end)
 	log.V(1).Info("synced", "kind", kind, "took", now().Sub(start), "servicePorts", res.ServicePorts,
 		"endpoints", res.Endpoints, "objectsWritten", st.Objects(), "noop", st.Noop)
 
 	if p.Conntrack != nil && p.last != nil {
-		n, err := p.Conntrack.Clean(ctx, p.last, res.Ruleset)
-		p.Metrics.ConntrackFlowsDeleted.Add(float64(n))
+		cleanStart := now()
+		out, err := p.Conntrack.Clean(ctx, p.last, res.Ruleset)
+		p.Metrics.ConntrackFlowsDeleted.Add(float64(out.Total()))
+		for _, f := range out.Families {
+			p.Metrics.KubeProxy.ConntrackCleaned(FamilyLabel(f), now().Sub(cleanStart), out.Deleted[f])
+		}
 		if err != nil {
 			log.Error(err, "deleting stale conntrack entries")
 		}
@@ -204,6 +218,9 @@ func (p *Proxier) observeLatency(slices []*discoveryv1.EndpointSlice, at time.Ti
 		}
 		if t, err := time.Parse(time.RFC3339Nano, trigger); err == nil && p.triggers != nil {
 			p.Metrics.ProgrammingLatency.Observe(at.Sub(t).Seconds())
+			if fam := metrics.SliceFamily(sl); fam != "" {
+				p.Metrics.KubeProxy.NetworkProgramming.WithLabelValues(fam).Observe(at.Sub(t).Seconds())
+			}
 		}
 	}
 	// The first sync only learns the trigger times: they may be hours old.
@@ -218,6 +235,37 @@ func mapOrEmpty(m map[types.UID]string) map[types.UID]string {
 		return map[types.UID]string{}
 	}
 	return m
+}
+
+// FamilyLabel is the value of kube-proxy's ip_family label for a family.
+func FamilyLabel(f rules.Family) string {
+	if f == rules.IPv6 {
+		return metrics.IPv6
+	}
+	return metrics.IPv4
+}
+
+// FamilyLabels are the ip_family label values of the families of a rules
+// configuration; none means both, as for the rules.
+func FamilyLabels(fams []rules.Family) []string {
+	if len(fams) == 0 {
+		return []string{metrics.IPv4, metrics.IPv6}
+	}
+	out := make([]string, len(fams))
+	for i, f := range fams {
+		out[i] = FamilyLabel(f)
+	}
+	return out
+}
+
+// familyLabels are the label values of the families a sync programmed.
+func familyLabels(programmed map[rules.Family]rules.NoLocalEndpoints) []string {
+	fams := make([]rules.Family, 0, len(programmed))
+	for f := range programmed {
+		fams = append(fams, f)
+	}
+	slices.Sort(fams)
+	return FamilyLabels(fams)
 }
 
 // sortedKeys is used by tests and logs for stable output.

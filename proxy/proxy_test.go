@@ -106,3 +106,40 @@ func TestRepair(t *testing.T) {
 	assert.Equal(t, 1, a.invalidated)
 	assert.Equal(t, 1.0, testutil.ToFloat64(p.Metrics.Repairs))
 }
+
+// TestKubeProxyMetrics: a sync records kube-proxy's metrics once for each
+// family it programs: its duration by kind, its end on success, a failure
+// otherwise, and the Local-policy ports without local endpoints.
+func TestKubeProxyMetrics(t *testing.T) {
+	a := &fakeApplier{err: errors.New("netlink receive: invalid argument")}
+	p, _ := newProxier(a)
+	at := time.Unix(1_800_000_000, 500_000_000)
+	p.now = func() time.Time { return at }
+	cfg := rulestest.DefaultConfig()
+	cfg.Families = []rules.Family{rules.IPv4, rules.IPv6}
+	local := rulestest.Service("default", "local", "10.96.0.5", rulestest.Port("TCP", "http", 80), rulestest.InternalLocal())
+	s := rulestest.Snapshot(cfg, local, rulestest.SliceOf(local, "local-1", rulestest.SlicePort("TCP", "http", 8080), rulestest.ReadyOn("node-b", "10.244.1.5")))
+	kp := p.Metrics.KubeProxy
+	kp.Changed(local, []string{metrics.IPv4, metrics.IPv6}, at)
+	assert.Equal(t, 1.0, testutil.ToFloat64(kp.ServiceChangesPend))
+	assert.Equal(t, 2.0, testutil.ToFloat64(kp.ServiceChanges), "once per family, as kube-proxy's two proxiers count")
+
+	_, err := p.Sync(context.Background(), s)
+	require.Error(t, err)
+	assert.Zero(t, testutil.ToFloat64(kp.ServiceChangesPend), "the sync took the pending changes in")
+	for _, fam := range []string{metrics.IPv4, metrics.IPv6} {
+		assert.Equal(t, 1.0, testutil.ToFloat64(kp.SyncFailures.WithLabelValues(fam)), fam)
+		assert.Zero(t, testutil.ToFloat64(kp.LastTimestamp.WithLabelValues(fam)), fam)
+	}
+
+	a.err = nil
+	_, err = p.Sync(context.Background(), s)
+	require.NoError(t, err)
+	assert.Equal(t, 2, testutil.CollectAndCount(kp.SyncDuration), "one series per family")
+	for _, fam := range []string{metrics.IPv4, metrics.IPv6} {
+		assert.Equal(t, 1_800_000_000.5, testutil.ToFloat64(kp.LastTimestamp.WithLabelValues(fam)), fam)
+	}
+	assert.Equal(t, 1.0, testutil.ToFloat64(kp.NoLocalEndpoints.WithLabelValues("internal", metrics.IPv4)))
+	assert.Zero(t, testutil.ToFloat64(kp.NoLocalEndpoints.WithLabelValues("external", metrics.IPv4)))
+	assert.Zero(t, testutil.ToFloat64(kp.NoLocalEndpoints.WithLabelValues("internal", metrics.IPv6)), "an IPv4-only Service")
+}

@@ -25,6 +25,17 @@ type Result struct {
 	// HealthChecks are the health check node ports this node must serve,
 	// one per LoadBalancer Service with externalTrafficPolicy Local.
 	HealthChecks []HealthCheck
+	// NoLocalEndpoints has one entry for each family programmed.
+	NoLocalEndpoints map[Family]NoLocalEndpoints
+}
+
+// NoLocalEndpoints counts the Service ports of one family whose Local
+// traffic policy drops traffic: the port has endpoints, but none on this
+// node. Internal counts internalTrafficPolicy Local (traffic to the
+// ClusterIP), External externalTrafficPolicy Local (traffic to node ports,
+// external and load-balancer IPs from outside the cluster).
+type NoLocalEndpoints struct {
+	Internal, External int
 }
 
 // HealthCheck is what a load balancer asks a node about one Service: does
@@ -118,15 +129,20 @@ func (b *Builder) Build(s Snapshot) Result {
 	}
 	res.Problems = append(res.Problems, b.sliceProblems(s)...)
 	res.Ruleset = &Ruleset{}
+	res.NoLocalEndpoints = map[Family]NoLocalEndpoints{}
 	for _, f := range s.Config.families() {
 		var outs []*portOutput
+		var noLocal NoLocalEndpoints
 		for _, e := range b.order {
 			for _, out := range e.ports {
 				if out.sp.Family == f && out.rejected == nil {
 					outs = append(outs, out)
+					noLocal.Internal += b2i(out.noLocalInternal)
+					noLocal.External += b2i(out.noLocalExternal)
 				}
 			}
 		}
+		res.NoLocalEndpoints[f] = noLocal
 		n := shardCount(len(outs), s.Config.ServicePortsPerShard)
 		dirty := map[int]bool{}
 		for _, k := range changed {
@@ -474,4 +490,11 @@ func nodePortAddresses(s Snapshot, f Family) []netip.Addr {
 	}
 	slices.SortFunc(out, netip.Addr.Compare)
 	return out
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

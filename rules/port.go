@@ -20,6 +20,9 @@ type portOutput struct {
 	claims []string
 	// endpoints is the number of endpoints programmed.
 	endpoints int
+	// noLocalInternal and noLocalExternal say that a Local traffic policy
+	// drops that kind of traffic: the port has endpoints, none on this node.
+	noLocalInternal, noLocalExternal bool
 	// rejected says why the port was left out: an older Service holds
 	// one of its dispatch keys. Settled by the Builder.
 	rejected *Problem

@@ -26,6 +26,7 @@ func (pb *portBuilder) addServicePort() int {
 	case sp.InternalLocal && len(all) > 0:
 		// Kubernetes drops traffic for a Local internal policy without
 		// local endpoints, rather than refusing it.
+		pb.out.noLocalInternal = true
 		pb.element(MapNoEndpointService, Element{Key: clusterKey, Comment: comment, Verdict: &Verdict{Kind: Drop}})
 	default:
 		pb.element(MapNoEndpointService, Element{Key: clusterKey, Comment: comment, Verdict: ptr(goTo(ChainRejectNoEndpoint))})
@@ -97,6 +98,7 @@ func (pb *portBuilder) externalChain(all, local []endpoint) *Chain {
 		Rule{Comment: comment, Stmts: []Stmt{MatchLocalSaddr{}, goTo(svc)}},
 	)
 	if len(local) == 0 {
+		pb.out.noLocalExternal = true
 		c.Rules = append(c.Rules, Rule{Comment: comment, Stmts: []Stmt{Verdict{Kind: Drop}}})
 		return c
 	}

@@ -19,11 +19,19 @@ import (
 // first. It fails the test when kube-proxy is missing.
 func (e *env) startKubeProxy() *framework.Process {
 	e.t.Helper()
+	return e.startKubeProxyIn(e.topo.Node)
+}
+
+// startKubeProxyIn is startKubeProxy in the network namespace ns, which
+// needs bridgeAPIServerTo(ns) first. Its metrics are on 127.0.0.1:10249
+// and its health server on 127.0.0.1:10256 of that namespace.
+func (e *env) startKubeProxyIn(ns string) *framework.Process {
+	e.t.Helper()
 	bin := filepath.Join(e.cluster.BinDir(), "kube-proxy")
 	if _, err := os.Stat(bin); err != nil {
 		e.t.Fatalf("no kube-proxy at %s (hack/build-control-plane.sh builds it): %v", bin, err)
 	}
-	return framework.Start(e.t, "kube-proxy", "ip", "netns", "exec", e.topo.Node, bin,
+	return framework.Start(e.t, "kube-proxy", "ip", "netns", "exec", ns, bin,
 		"--proxy-mode=nftables",
 		"--kubeconfig="+e.cluster.KubeconfigPath(),
 		"--hostname-override="+e.node,
@@ -42,6 +50,12 @@ func (e *env) startKubeProxy() *framework.Process {
 // in the namespace forwards over a Unix socket to the host.
 func (e *env) bridgeAPIServer() {
 	e.t.Helper()
+	e.bridgeAPIServerTo(e.topo.Node)
+}
+
+// bridgeAPIServerTo is bridgeAPIServer for the network namespace ns.
+func (e *env) bridgeAPIServerTo(ns string) {
+	e.t.Helper()
 	if _, err := exec.LookPath("socat"); err != nil {
 		e.t.Fatal("socat is not installed (apt-get install -y socat)")
 	}
@@ -51,7 +65,7 @@ func (e *env) bridgeAPIServer() {
 	require.NoError(e.t, err, "API server address %s", u)
 	sock := filepath.Join(e.t.TempDir(), "api.sock")
 	framework.Start(e.t, "socat (host side)", "socat", "UNIX-LISTEN:"+sock+",fork", "TCP:127.0.0.1:"+strconv.Itoa(port))
-	framework.Start(e.t, "socat (node side)", "ip", "netns", "exec", e.topo.Node, "socat",
+	framework.Start(e.t, "socat (node side)", "ip", "netns", "exec", ns, "socat",
 		"TCP-LISTEN:"+strconv.Itoa(port)+",bind=127.0.0.1,fork,reuseaddr", "UNIX-CONNECT:"+sock)
 }
 

@@ -5,8 +5,9 @@
 // registers them with a fresh registry, every vector gets one child so
 // that it is gathered, and the gathered families give each metric's name,
 // type, labels, help and buckets. The prose around the table is the
-// template metrics.md.tmpl; every nftproxy_ name it mentions must be a
-// metric the collectors define. metrics/gen prints the result, and a test
+// template metrics.md.tmpl; every nftproxy_ and kubeproxy_ name it
+// mentions must be a metric the collectors define, or one of kube-proxy's
+// that metrics.KubeProxyNotServed lists with the reason. metrics/gen prints the result, and a test
 // in package metrics checks that the committed file matches it.
 package reference
 
@@ -14,6 +15,7 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -133,17 +135,23 @@ func Markdown() (string, error) {
 		return "", err
 	}
 	d := config.Default()
+	own, kp := byPrefix(ms, "nftproxy_"), byPrefix(ms, "kubeproxy_")
 	data := struct {
 		Command, Table, Buckets     string
+		KubeProxyTable, NotServed   string
+		KubeProxyBuckets            string
 		MetricsAddress, HealthzAddr string
 		SyncPeriod                  string
 	}{
-		Command:        Command,
-		Table:          table(ms),
-		Buckets:        buckets(ms),
-		MetricsAddress: d.MetricsBindAddress,
-		HealthzAddr:    d.HealthzBindAddress,
-		SyncPeriod:     d.SyncPeriod.Duration.String(),
+		Command:          Command,
+		Table:            table(own),
+		Buckets:          buckets(own),
+		KubeProxyTable:   table(kp),
+		KubeProxyBuckets: buckets(kp),
+		NotServed:        notServed(),
+		MetricsAddress:   d.MetricsBindAddress,
+		HealthzAddr:      d.HealthzBindAddress,
+		SyncPeriod:       d.SyncPeriod.Duration.String(),
 	}
 	tmpl, err := template.New("metrics.md").Option("missingkey=error").Parse(page)
 	if err != nil {
@@ -157,6 +165,28 @@ func Markdown() (string, error) {
 		return "", err
 	}
 	return b.String(), nil
+}
+
+// byPrefix are the metrics whose name starts with prefix.
+func byPrefix(ms []Metric, prefix string) []Metric {
+	var out []Metric
+	for _, m := range ms {
+		if strings.HasPrefix(m.Name, prefix) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// notServed is the table of kube-proxy's families that nftproxy leaves
+// out, with the reason.
+func notServed() string {
+	var b strings.Builder
+	b.WriteString("| kube-proxy's family | why nftproxy does not serve it |\n| --- | --- |\n")
+	for _, name := range slices.Sorted(maps.Keys(metrics.KubeProxyNotServed)) {
+		fmt.Fprintf(&b, "| `%s` | %s |\n", name, cell(metrics.KubeProxyNotServed[name]))
+	}
+	return b.String()
 }
 
 func table(ms []Metric) string {
@@ -192,12 +222,16 @@ func cell(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ")
 }
 
-var metricName = regexp.MustCompile(`\bnftproxy_[a-z0-9_]+`)
+var metricName = regexp.MustCompile(`\b(nftproxy|kubeproxy)_[a-z0-9_]+`)
 
 // checkNames fails when the page names a metric that does not exist, so
-// that the prose cannot keep a name the code dropped.
+// that the prose cannot keep a name the code dropped. A kube-proxy metric
+// that nftproxy does not serve may be named too.
 func checkNames(page string, ms []Metric) error {
 	known := map[string]bool{}
+	for name := range metrics.KubeProxyNotServed {
+		known[name] = true
+	}
 	for _, m := range ms {
 		known[m.Name] = true
 		if m.Type == "histogram" || m.Type == "summary" {
@@ -213,7 +247,7 @@ func checkNames(page string, ms []Metric) error {
 		}
 	}
 	if len(unknown) > 0 {
-		return fmt.Errorf("metrics.md.tmpl names metrics that metrics.New does not define: %s", strings.Join(unknown, ", "))
+		return fmt.Errorf("metrics.md.tmpl names metrics that metrics.New does not define (nor metrics.KubeProxyNotServed): %s", strings.Join(unknown, ", "))
 	}
 	return nil
 }
