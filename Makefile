@@ -32,8 +32,10 @@ conformance:
 	bash hack/cluster/conformance.sh all
 
 ## build: the nftproxy binary in _output/bin
+# -buildvcs=auto records the commit for `nftproxy version` even where GOFLAGS
+# turns it off, and builds anyway outside a git checkout.
 build:
-	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nftproxy .
+	CGO_ENABLED=0 go build -trimpath -buildvcs=auto -o $(BIN)/nftproxy .
 
 ## image: the container image as an archive in _output/images, without Docker (TAG=... to choose the tag)
 image:

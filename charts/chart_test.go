@@ -380,6 +380,12 @@ func TestConfigMapLoads(t *testing.T) {
 		assert.Equal(t, 500*time.Millisecond, cfg.MinSyncPeriod.Duration)
 		assert.Equal(t, int32(13), cfg.MasqueradeBit)
 		assert.Equal(t, "127.0.0.1:10256", cfg.HealthzBindAddress)
+		assert.Equal(t, "json", cfg.LoggingFormat)
+		assert.Equal(t, float32(20.5), cfg.KubeAPIQPS)
+		assert.Equal(t, config.ConntrackConfiguration{
+			TCPEstablishedTimeout: metav1.Duration{Duration: 2 * time.Hour}, TCPBeLiberal: true,
+			UDPTimeout: metav1.Duration{Duration: 30 * time.Second}, UDPStreamTimeout: metav1.Duration{Duration: 2 * time.Minute},
+		}, cfg.Conntrack)
 	})
 }
 

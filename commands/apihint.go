@@ -26,10 +26,16 @@ type apiAddressSource struct {
 	// in-cluster configuration, from $KUBERNETES_SERVICE_HOST and
 	// $KUBERNETES_SERVICE_PORT.
 	kubeconfig string
+	// master is the server's address given with --master, which overrides
+	// the kubeconfig's.
+	master string
 }
 
 // setting names what to change so that the agent reaches the API server.
 func (s apiAddressSource) setting() string {
+	if s.master != "" {
+		return "--master"
+	}
 	if s.kubeconfig != "" {
 		return "the server in the kubeconfig file " + s.kubeconfig + " (from --kubeconfig, the configuration file's kubeconfig or $KUBECONFIG)"
 	}

@@ -191,6 +191,9 @@ func TestUnreachableHintSays(t *testing.T) {
 		{"from a kubeconfig file", apiAddressSource{kubeconfig: "/etc/nftproxy/kubeconfig"}, []string{
 			"/etc/nftproxy/kubeconfig", "--kubeconfig",
 		}},
+		{"from --master", apiAddressSource{kubeconfig: "/etc/nftproxy/kubeconfig", master: "https://192.0.2.1:6443"}, []string{
+			"--master",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

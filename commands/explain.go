@@ -2,12 +2,13 @@ package commands
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/vishvananda/netns"
 
 	"github.com/nftproxy/nftproxy/explain"
@@ -24,7 +25,7 @@ type explainFlags struct {
 	netns      string
 }
 
-func (x *explainFlags) bind(fs *flag.FlagSet) {
+func (x *explainFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&x.src, "src", "", "source address of the new connection (required)")
 	fs.StringVar(&x.dst, "dst", "", "destination address (required)")
 	fs.UintVar(&x.port, "port", 0, "destination port (required)")
@@ -90,22 +91,31 @@ func parseAddr(flagName, s string) (netip.Addr, error) {
 	return a.Unmap(), nil
 }
 
-// Explain prints the path that a new connection takes through nftproxy's
-// rules: those that a dump gives with -f, or without it, those in the
-// kernel of this network namespace.
-func Explain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// newExplainCommand returns `nftproxy explain`, which prints the path that
+// a new connection takes through nftproxy's rules: those that a dump gives
+// with -f, or without it, those in the kernel of this network namespace.
+func newExplainCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o offlineFlags
-	o.bind(fs)
 	var x explainFlags
-	x.bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return ExitUsage
+	cmd := &cobra.Command{
+		Use:   "explain --src IP --dst IP --port N [-f FILE]",
+		Short: "Show the path a new connection takes through the rules of a dump or of this namespace",
+		Long: "Show the path a new connection takes: which Service port, which endpoints with what\n" +
+			"probability, masquerade, policies; through the rules that a dump gives with -f, or without\n" +
+			"it, those in the kernel of this network namespace (or of --netns).",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return status(explainRun(cmd.Flags(), args, &o, &x, stdout, stderr))
+		},
 	}
+	o.bind(cmd.Flags())
+	x.bind(cmd.Flags())
+	return cmd
+}
+
+func explainRun(fs *pflag.FlagSet, args []string, o *offlineFlags, x *explainFlags, stdout, stderr io.Writer) int {
 	p, err := x.packet()
-	if err == nil && fs.NArg() > 0 {
-		err = fmt.Errorf("unexpected arguments %q", fs.Args())
+	if err == nil && len(args) > 0 {
+		err = fmt.Errorf("unexpected arguments %q", args)
 	}
 	if err == nil {
 		err = checkSources(fs, o.file)
@@ -132,9 +142,9 @@ func Explain(args []string, stdout, stderr io.Writer) int {
 }
 
 // checkSources refuses flags that describe the other source of rules.
-func checkSources(fs *flag.FlagSet, file string) error {
+func checkSources(fs *pflag.FlagSet, file string) error {
 	var err error
-	fs.Visit(func(f *flag.Flag) {
+	fs.Visit(func(f *pflag.Flag) {
 		switch {
 		case file == "" && (f.Name == "node-name" || f.Name == "cluster-cidr" || f.Name == "ip-families"):
 			err = fmt.Errorf("--%s describes a dump; it needs -f", f.Name)

@@ -22,10 +22,8 @@ import (
 
 func runExplain(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	cmd, ok := commands.Lookup("explain")
-	require.True(t, ok)
 	var stdout, stderr bytes.Buffer
-	code := cmd(args, &stdout, &stderr)
+	code := commands.Execute(append([]string{"explain"}, args...), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 

@@ -6,11 +6,13 @@ package commands
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/nftproxy/nftproxy/applier"
 	"github.com/nftproxy/nftproxy/kubeproxy"
@@ -38,8 +40,8 @@ type offlineFlags struct {
 	families     string
 }
 
-func (o *offlineFlags) bind(fs *flag.FlagSet) {
-	fs.StringVar(&o.file, "f", "", "file with Services, EndpointSlices and Nodes, YAML or JSON (- for stdin)")
+func (o *offlineFlags) bind(fs *pflag.FlagSet) {
+	fs.StringVarP(&o.file, "filename", "f", "", "file with Services, EndpointSlices and Nodes, YAML or JSON (- for stdin)")
 	fs.StringVar(&o.nodeName, "node-name", "", "this node's name, for Local traffic policies and NodePort addresses")
 	fs.StringVar(&o.clusterCIDRs, "cluster-cidr", "", "comma-separated pod CIDRs; traffic from elsewhere to a ClusterIP is masqueraded")
 	fs.StringVar(&o.families, "ip-families", "IPv4,IPv6", "comma-separated IP families to program")
@@ -114,14 +116,7 @@ func splitList(s string) []string {
 
 // build loads and builds, reporting problems; skipped says whether any
 // object was left out.
-func build(args []string, name string, stderr io.Writer) (*rules.Ruleset, bool, int) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var o offlineFlags
-	o.bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, false, ExitUsage
-	}
+func build(o *offlineFlags, name string, stderr io.Writer) (*rules.Ruleset, bool, int) {
 	s, skipped, err := o.snapshot(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "nftproxy %s: %v\n", name, err)
@@ -134,31 +129,57 @@ func build(args []string, name string, stderr io.Writer) (*rules.Ruleset, bool, 
 	return res.Ruleset, skipped || len(res.Problems) > 0, ExitOK
 }
 
-// Render prints the ruleset that the objects in a file give, as text that
-// `nft -f` loads.
-func Render(args []string, stdout, stderr io.Writer) int {
-	rs, skipped, code := build(args, "render", stderr)
-	if code != ExitOK {
-		return code
+// newRenderCommand returns `nftproxy render`, which prints the ruleset
+// that the objects in a file give, as text that `nft -f` loads.
+func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
+	var o offlineFlags
+	cmd := &cobra.Command{
+		Use:   "render -f FILE",
+		Short: "Print the ruleset for a dump of Services, EndpointSlices and Nodes",
+		Long: "Print the ruleset for a dump of Services, EndpointSlices and Nodes (the output of\n" +
+			"`kubectl get services,endpointslices,nodes -A -o yaml`), as text that `nft -f` loads.\n" +
+			"Exits with status 3 when some objects were invalid and left out.",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			rs, skipped, code := build(&o, "render", stderr)
+			if code != ExitOK {
+				return status(code)
+			}
+			fmt.Fprint(stdout, rs.String())
+			return status(skippedStatus(skipped))
+		},
 	}
-	fmt.Fprint(stdout, rs.String())
-	return skippedStatus(skipped)
+	o.bind(cmd.Flags())
+	return cmd
 }
 
-// Apply programs the ruleset that the objects in a file give into the
-// current network namespace, in one transaction.
-func Apply(args []string, stdout, stderr io.Writer) int {
-	rs, skipped, code := build(args, "apply", stderr)
-	if code != ExitOK {
-		return code
+// newApplyCommand returns `nftproxy apply`, which programs the ruleset
+// that the objects in a file give into the current network namespace, in
+// one transaction.
+func newApplyCommand(stdout, stderr io.Writer) *cobra.Command {
+	var o offlineFlags
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Program that ruleset into this network namespace, in one transaction",
+		Long: "Program the ruleset for a dump of Services, EndpointSlices and Nodes into this network\n" +
+			"namespace, in one transaction. Exits with status 3 when some objects were invalid and left out.",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			rs, skipped, code := build(&o, "apply", stderr)
+			if code != ExitOK {
+				return status(code)
+			}
+			st, err := applier.New(applier.Options{}).Apply(context.Background(), rs)
+			if err != nil {
+				fmt.Fprintf(stderr, "nftproxy apply: %v\n", err)
+				return status(ExitError)
+			}
+			fmt.Fprintf(stdout, "applied: %d chains written, %d sets created, %d elements\n", st.ChainsWritten, st.SetsCreated, st.ElementsAdded)
+			return status(skippedStatus(skipped))
+		},
 	}
-	st, err := applier.New(applier.Options{}).Apply(context.Background(), rs)
-	if err != nil {
-		fmt.Fprintf(stderr, "nftproxy apply: %v\n", err)
-		return ExitError
-	}
-	fmt.Fprintf(stdout, "applied: %d chains written, %d sets created, %d elements\n", st.ChainsWritten, st.SetsCreated, st.ElementsAdded)
-	return skippedStatus(skipped)
+	o.bind(cmd.Flags())
+	return cmd
 }
 
 func skippedStatus(skipped bool) int {
@@ -168,27 +189,27 @@ func skippedStatus(skipped bool) int {
 	return ExitOK
 }
 
-// Cleanup removes nftproxy's tables from the current network namespace,
-// or with --kube-proxy, kube-proxy's leftovers instead.
-func Cleanup(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	kubeProxy := fs.Bool("kube-proxy", false, "remove kube-proxy's leftovers instead of nftproxy's tables: "+
+// newCleanupCommand returns `nftproxy cleanup`, which removes nftproxy's
+// tables from the current network namespace, or with --kube-proxy,
+// kube-proxy's leftovers instead.
+func newCleanupCommand(stdout, stderr io.Writer) *cobra.Command {
+	var kubeProxy bool
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove nftproxy's tables from this network namespace",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if kubeProxy {
+				return status(cleanupKubeProxy(stdout, stderr))
+			}
+			return status(cleanupTables("", stdout, stderr))
+		},
+	}
+	cmd.Flags().BoolVar(&kubeProxy, "kube-proxy", false, "remove kube-proxy's leftovers instead of nftproxy's tables: "+
 		"its nftables tables (ip and ip6 kube-proxy) and the KUBE-* chains of its iptables and ipvs modes in "+
 		"iptables-nft's nat, filter and mangle tables, with the rules that jump to them; nftproxy's tables, kubelet's "+
 		"own KUBE-* chains and everything else stay (stop kube-proxy first)")
-	if err := fs.Parse(args); err != nil {
-		return ExitUsage
-	}
-	if *kubeProxy {
-		return cleanupKubeProxy(stdout, stderr)
-	}
-	if err := applier.Cleanup(applier.Options{}); err != nil {
-		fmt.Fprintf(stderr, "nftproxy cleanup: %v\n", err)
-		return ExitError
-	}
-	fmt.Fprintln(stdout, "removed nftproxy's tables (ip and ip6)")
-	return ExitOK
+	return cmd
 }
 
 // cleanupKubeProxy removes kube-proxy's leftovers from the current network

@@ -2,19 +2,20 @@ package commands
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
+	"github.com/spf13/cobra"
 	"github.com/vishvananda/netns"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/cpuset"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -32,40 +33,91 @@ import (
 	"github.com/nftproxy/nftproxy/rules"
 )
 
-// Run is the node agent: it keeps this node's ruleset equal to what the
-// cluster's Services and EndpointSlices say, until SIGTERM. The rules stay
-// in place when it stops, so traffic keeps flowing across a restart.
-func Run(args []string, _, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flags := config.BindFlags(fs)
-	netnsPath := fs.String("netns", "", "program the nftables of this network namespace (a path like /run/netns/NAME) instead of the agent's own; for tests and demos")
-	if err := fs.Parse(args); err != nil {
-		return ExitUsage
+// runFlags are the flags of the node agent: the configuration's, with
+// kube-proxy's names, and those of this run.
+type runFlags struct {
+	config *config.Flags
+	// netns is the path of the network namespace to program instead of
+	// the agent's own.
+	netns string
+	// cleanup removes nftproxy's tables and exits, as kube-proxy's
+	// --cleanup removes its rules.
+	cleanup bool
+}
+
+// newRunCommand returns `nftproxy run`, the node agent: it keeps this
+// node's ruleset equal to what the cluster's Services and EndpointSlices
+// say, until SIGTERM. The rules stay in place when it stops, so traffic
+// keeps flowing across a restart.
+func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Keep this node's ruleset equal to the cluster's Services (the default)",
+		Long: "Keep this node's ruleset equal to the cluster's Services, EndpointSlices and Node, until SIGTERM.\n" +
+			"The rules stay in place when it stops, so traffic keeps flowing across a restart.\n\n" +
+			"Every setting comes from, lowest first: the defaults, the file given with --config,\n" +
+			"the flags set on the command line, and for the node name, $" + config.NodeNameEnv + ".",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return status(runAgent(f, stdout, stderr)) },
 	}
-	cfg, err := flags.Resolve()
+	fs := cmd.Flags()
+	f.config = config.BindFlags(fs)
+	fs.StringVar(&f.netns, "netns", "", "Program the nftables of this network namespace (a path like /run/netns/NAME) instead of the agent's own; for tests and demos.")
+	fs.BoolVar(&f.cleanup, "cleanup", false, "If true, remove nftproxy's tables (ip and ip6 nftproxy) and exit.")
+	fs.SortFlags = false
+	return cmd
+}
+
+// runAgent runs the agent, or with --cleanup removes its tables.
+func runAgent(f runFlags, stdout, stderr io.Writer) int {
+	if f.cleanup {
+		return cleanupTables(f.netns, stdout, stderr)
+	}
+	cfg, err := f.config.Resolve()
 	if err != nil {
 		fmt.Fprintf(stderr, "nftproxy run: %v\n", err)
 		return ExitUsage
 	}
-	log := newLogger(stderr, cfg.LogVerbosity)
+	log := newLogger(stderr, cfg.LoggingFormat, cfg.LogVerbosity)
 	tuneGC()
 	ctrl.SetLogger(log)
 	ctx := logr.NewContext(ctrl.SetupSignalHandler(), log)
-	if err := run(ctx, cfg, *netnsPath); err != nil {
+	if err := run(ctx, cfg, f.config.Master(), f.netns); err != nil {
 		log.Error(err, "nftproxy stopped")
 		return ExitError
 	}
 	return ExitOK
 }
 
-func run(ctx context.Context, cfg config.Configuration, netnsPath string) error {
+// cleanupTables removes nftproxy's tables from the network namespace at
+// netnsPath, or the current one when it is empty.
+func cleanupTables(netnsPath string, stdout, stderr io.Writer) int {
+	fd := 0
+	if netnsPath != "" {
+		h, err := netns.GetFromPath(netnsPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "nftproxy cleanup: opening network namespace %s: %v\n", netnsPath, err)
+			return ExitError
+		}
+		defer h.Close()
+		fd = int(h)
+	}
+	if err := applier.Cleanup(applier.Options{NetNSFd: fd}); err != nil {
+		fmt.Fprintf(stderr, "nftproxy cleanup: %v\n", err)
+		return ExitError
+	}
+	fmt.Fprintln(stdout, "removed nftproxy's tables (ip and ip6)")
+	return ExitOK
+}
+
+func run(ctx context.Context, cfg config.Configuration, master, netnsPath string) error {
 	log := logr.FromContextOrDiscard(ctx)
 	rc, err := rulesConfig(cfg)
 	if err != nil {
 		return err
 	}
-	restCfg, src, err := restConfig(cfg.Kubeconfig)
+	restCfg, src, err := restConfig(cfg, master)
 	if err != nil {
 		return err
 	}
@@ -79,6 +131,10 @@ func run(ctx context.Context, cfg config.Configuration, netnsPath string) error 
 		}
 		defer h.Close()
 		nsFd = int(h)
+	}
+	// As kube-proxy does before it starts proxying.
+	if err := (conntrack.Sysctls{NetNSFd: nsFd}).Apply(ctx, conntrackSettings(cfg.Conntrack).Plan(numCPU())); err != nil {
+		return fmt.Errorf("setting the conntrack settings: %w", err)
 	}
 	mgr, err := ctrl.NewManager(restCfg, manager.Options{
 		Cache:                  controllers.CacheOptions(cfg.NodeName),
@@ -150,6 +206,30 @@ func metricsAddress(bind string) string {
 	return bind
 }
 
+// conntrackSettings is the conntrack section of the configuration, which
+// was validated: nothing is negative.
+func conntrackSettings(c config.ConntrackConfiguration) conntrack.Settings {
+	return conntrack.Settings{
+		MaxPerCore:            int(c.MaxPerCore),
+		Min:                   int(c.Min),
+		TCPEstablishedTimeout: c.TCPEstablishedTimeout.Duration,
+		TCPCloseWaitTimeout:   c.TCPCloseWaitTimeout.Duration,
+		TCPBeLiberal:          c.TCPBeLiberal,
+		UDPTimeout:            c.UDPTimeout.Duration,
+		UDPStreamTimeout:      c.UDPStreamTimeout.Duration,
+	}
+}
+
+// numCPU is the number of the node's CPU cores online, which sizes
+// nf_conntrack_max: the limit is the host's, so it counts every core
+// rather than those the agent's cgroup may use, as kube-proxy does.
+func numCPU() int {
+	if n, err := cpuset.NumCPU(); err == nil && n > 0 {
+		return n
+	}
+	return runtime.NumCPU()
+}
+
 // rulesConfig is the part of the configuration that shapes the rules.
 // The configuration was validated, so parsing cannot fail on good input.
 func rulesConfig(cfg config.Configuration) (rules.Config, error) {
@@ -186,17 +266,19 @@ func joinList(s []string) string {
 }
 
 // restConfig returns the API client's configuration, from the kubeconfig
-// file if there is one and the pod's service account otherwise, and where
-// the server's address came from.
-func restConfig(kubeconfig string) (*rest.Config, apiAddressSource, error) {
+// file if there is one and the pod's service account otherwise, with the
+// server's address from --master if given, and where the server's address
+// came from.
+func restConfig(c config.Configuration, master string) (*rest.Config, apiAddressSource, error) {
+	kubeconfig := c.Kubeconfig
 	if kubeconfig == "" {
 		kubeconfig = os.Getenv("KUBECONFIG")
 	}
-	src := apiAddressSource{kubeconfig: kubeconfig}
+	src := apiAddressSource{kubeconfig: kubeconfig, master: master}
 	var cfg *rest.Config
 	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if kubeconfig != "" || master != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags(master, kubeconfig)
 	} else {
 		cfg, err = rest.InClusterConfig()
 	}
@@ -204,21 +286,12 @@ func restConfig(kubeconfig string) (*rest.Config, apiAddressSource, error) {
 		return nil, src, fmt.Errorf("loading the API server's address and credentials: %w", err)
 	}
 	cfg.UserAgent = "nftproxy"
-	// A node agent lists everything once at start; let that go quickly.
-	cfg.QPS, cfg.Burst = 50, 100
+	cfg.QPS, cfg.Burst = c.KubeAPIQPS, int(c.KubeAPIBurst)
 	// Protobuf, as kube-proxy uses: a list of tens of thousands of Services
 	// decodes with a fraction of JSON's memory and time.
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	return cfg, src, nil
-}
-
-// newLogger logs JSON lines to w, with V-levels up to verbosity.
-func newLogger(w io.Writer, verbosity int) logr.Logger {
-	return funcr.NewJSON(func(obj string) { fmt.Fprintln(w, obj) }, funcr.Options{
-		LogTimestamp: true,
-		Verbosity:    verbosity,
-	})
 }
 
 // tuneGC makes the collector run more often than Go's default unless

@@ -1,15 +1,17 @@
 package config
 
 import (
-	"flag"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,6 +42,16 @@ func TestDefault(t *testing.T) {
 		MetricsBindAddress: "127.0.0.1:10249",
 		HealthzBindAddress: "0.0.0.0:10256",
 		MasqueradeBit:      14,
+		LoggingFormat:      "text",
+		KubeAPIQPS:         50,
+		KubeAPIBurst:       100,
+		// kube-proxy's defaults.
+		Conntrack: ConntrackConfiguration{
+			MaxPerCore:            32768,
+			Min:                   131072,
+			TCPEstablishedTimeout: duration(24 * time.Hour),
+			TCPCloseWaitTimeout:   duration(time.Hour),
+		},
 	}, d)
 
 	// Each call returns fresh slices: changing one result leaves the next
@@ -85,6 +97,34 @@ masqueradeBit: 3
 		name: "empty list clears a default",
 		data: header + "ipFamilies: []\n",
 		want: modified(func(c *Configuration) { c.IPFamilies = []string{} }),
+	}, {
+		name: "a section keeps the defaults of the fields it leaves out",
+		data: header + "conntrack:\n  maxPerCore: 0\n  udpTimeout: 30s\n  tcpBeLiberal: true\n",
+		want: modified(func(c *Configuration) {
+			c.Conntrack.MaxPerCore = 0
+			c.Conntrack.UDPTimeout = duration(30 * time.Second)
+			c.Conntrack.TCPBeLiberal = true
+		}),
+	}, {
+		name:    "unknown field in a section",
+		data:    header + "conntrack:\n  maxPerCPU: 1\n",
+		wantErr: []string{`unknown field "conntrack.maxPerCPU"`},
+	}, {
+		name:    "wrong type in a section",
+		data:    header + "conntrack:\n  min: lots\n",
+		wantErr: []string{`conntrack.min: got a string, want an integer`},
+	}, {
+		name:    "a section that is not a mapping",
+		data:    header + "conntrack: 5\n",
+		wantErr: []string{`conntrack: want a mapping of field names to values`},
+	}, {
+		name:    "duplicate key in a section",
+		data:    header + "conntrack:\n  min: 1\n  min: 2\n",
+		wantErr: []string{`"min" already set`},
+	}, {
+		name:    "number as a string",
+		data:    header + "kubeAPIQPS: fast\n",
+		wantErr: []string{`kubeAPIQPS: got a string, want a number`},
 	}, {
 		name:    "unknown field",
 		data:    header + "clusterCIDR: 10.0.0.0/8\n",
@@ -237,6 +277,29 @@ func TestValidate(t *testing.T) {
 			want: []string{`masqueradeBit: -1 is out of range: want 0 to 31`}},
 		{name: "logVerbosity", modify: func(c *Configuration) { c.LogVerbosity = 11 },
 			want: []string{`logVerbosity: 11 is out of range: want 0 to 10`}},
+		{name: "loggingFormat", modify: func(c *Configuration) { c.LoggingFormat = "JSON" },
+			want: []string{`loggingFormat: "JSON" is not a log format: want "text" or "json"`}},
+		{name: "loggingFormat json", modify: func(c *Configuration) { c.LoggingFormat = "json" }},
+		{name: "kubeAPIQPS", modify: func(c *Configuration) { c.KubeAPIQPS = 0 },
+			want: []string{`kubeAPIQPS: must be greater than 0, got 0`}},
+		{name: "kubeAPIBurst", modify: func(c *Configuration) { c.KubeAPIBurst = -1 },
+			want: []string{`kubeAPIBurst: must be greater than 0, got -1`}},
+		{name: "conntrack zeros leave the kernel alone", modify: func(c *Configuration) { c.Conntrack = ConntrackConfiguration{} }},
+		{name: "conntrack negative", modify: func(c *Configuration) {
+			c.Conntrack = ConntrackConfiguration{MaxPerCore: -1, Min: -2, TCPEstablishedTimeout: duration(-time.Second)}
+		}, want: []string{
+			`conntrack.maxPerCore: must not be negative, got -1`,
+			`conntrack.min: must not be negative, got -2`,
+			`conntrack.tcpEstablishedTimeout: must not be negative, got -1s`,
+		}},
+		{name: "conntrack timeouts in whole seconds", modify: func(c *Configuration) {
+			c.Conntrack.TCPCloseWaitTimeout = duration(1500 * time.Millisecond)
+			c.Conntrack.UDPTimeout = duration(time.Millisecond)
+			c.Conntrack.UDPStreamTimeout = duration(2 * time.Minute)
+		}, want: []string{
+			`conntrack.tcpCloseWaitTimeout: 1.5s is not a whole number of seconds`,
+			`conntrack.udpTimeout: 1ms is not a whole number of seconds`,
+		}},
 		{name: "all problems are reported", modify: func(c *Configuration) {
 			c.ClusterCIDRs = []string{"x"}
 			c.MasqueradeBit = 40
@@ -318,15 +381,45 @@ masqueradeBit: 5
 			"--node-name=n1", "--cluster-cidr=10.0.0.0/8", "--ip-families=IPv4",
 			"--nodeport-addresses=primary", "--min-sync-period=2s", "--sync-period=3s",
 			"--metrics-bind-address=0.0.0.0:1", "--healthz-bind-address=127.0.0.1:2",
-			"--masquerade-bit=0", "--v=10", "--kubeconfig=/k",
+			"--masquerade-bit=0", "--v=10", "--logging-format=json", "--kubeconfig=/k",
+			"--kube-api-qps=7.5", "--kube-api-burst=9",
+			"--conntrack-max-per-core=0", "--conntrack-min=1", "--conntrack-tcp-timeout-established=1m",
+			"--conntrack-tcp-timeout-close-wait=2m", "--conntrack-tcp-be-liberal", "--conntrack-udp-timeout=3s",
+			"--conntrack-udp-timeout-stream=4s",
 		},
 		want: Configuration{
 			APIVersion: APIVersion, Kind: Kind,
 			NodeName: "n1", ClusterCIDRs: []string{"10.0.0.0/8"}, IPFamilies: []string{"IPv4"},
 			NodePortAddresses: []string{"primary"}, MinSyncPeriod: duration(2 * time.Second), SyncPeriod: duration(3 * time.Second),
 			MetricsBindAddress: "0.0.0.0:1", HealthzBindAddress: "127.0.0.1:2",
-			MasqueradeBit: 0, LogVerbosity: 10, Kubeconfig: "/k",
+			MasqueradeBit: 0, LogVerbosity: 10, LoggingFormat: "json", Kubeconfig: "/k",
+			KubeAPIQPS: 7.5, KubeAPIBurst: 9,
+			Conntrack: ConntrackConfiguration{
+				MaxPerCore: 0, Min: 1, TCPEstablishedTimeout: duration(time.Minute), TCPCloseWaitTimeout: duration(2 * time.Minute),
+				TCPBeLiberal: true, UDPTimeout: duration(3 * time.Second), UDPStreamTimeout: duration(4 * time.Second),
+			},
 		},
+	}, {
+		name: "kube-proxy's spellings",
+		args: []string{
+			"--hostname-override", "n2", "-v", "4", "--nodeport-addresses", "10.0.0.0/8", "--nodeport-addresses", "fd00::/64,192.168.0.0/16",
+			"--metrics-bind-address", "0.0.0.0", "--healthz-bind-address=::1",
+		},
+		want: modified(func(c *Configuration) {
+			c.NodeName = "n2"
+			c.LogVerbosity = 4
+			c.MetricsBindAddress = "0.0.0.0:10249"
+			c.HealthzBindAddress = "[::1]:10256"
+			c.NodePortAddresses = []string{"10.0.0.0/8", "fd00::/64", "192.168.0.0/16"}
+		}),
+	}, {
+		name: "a flag overrides one field of a section of the file",
+		file: header + "nodeName: n1\nconntrack:\n  min: 5\n  udpTimeout: 10s\n",
+		args: []string{"--conntrack-udp-timeout=0s"},
+		want: modified(func(c *Configuration) {
+			c.NodeName = "n1"
+			c.Conntrack.Min = 5
+		}),
 	}, {
 		name:    "no node name anywhere",
 		wantErr: []string{"nodeName: not set", "NODE_NAME"},
@@ -349,7 +442,7 @@ masqueradeBit: 5
 				require.NoError(t, os.WriteFile(path, []byte(tt.file), 0o600))
 				args = append([]string{"--config", path}, args...)
 			}
-			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 			f := BindFlags(fs)
 			require.NoError(t, fs.Parse(args))
 
@@ -368,7 +461,7 @@ masqueradeBit: 5
 }
 
 func TestResolveBeforeParse(t *testing.T) {
-	f := BindFlags(flag.NewFlagSet("test", flag.ContinueOnError))
+	f := BindFlags(pflag.NewFlagSet("test", pflag.ContinueOnError))
 	_, err := f.Resolve()
 	assert.ErrorContains(t, err, "not parsed")
 }
@@ -379,7 +472,7 @@ func TestFlagParseErrors(t *testing.T) {
 		{"--min-sync-period=soon"},
 		{"--v=x"},
 	} {
-		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 		fs.SetOutput(&strings.Builder{})
 		BindFlags(fs)
 		assert.Error(t, fs.Parse(args), "%v", args)
@@ -390,20 +483,17 @@ func TestFlagParseErrors(t *testing.T) {
 // registered by BindFlags name the same flags, and that each flag sets
 // exactly the field that carries its tag.
 func TestFlagTags(t *testing.T) {
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	BindFlags(fs)
 	var registered []string
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name != "config" {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "config" && f.Name != "master" {
 			registered = append(registered, f.Name)
 		}
 	})
-	ct := reflect.TypeFor[Configuration]()
 	var tagged []string
-	for i := range ct.NumField() {
-		if name := ct.Field(i).Tag.Get("flag"); name != "" {
-			tagged = append(tagged, name)
-		}
+	for _, tf := range TaggedFields() {
+		tagged = append(tagged, tf.Flags...)
 	}
 	sort.Strings(registered)
 	sort.Strings(tagged)
@@ -411,42 +501,80 @@ func TestFlagTags(t *testing.T) {
 
 	// A value for each flag that differs from the default.
 	values := map[string]string{
-		"node-name": "n", "cluster-cidr": "10.0.0.0/8", "ip-families": "IPv6",
+		"node-name": "n", "hostname-override": "n", "cluster-cidr": "10.0.0.0/8", "ip-families": "IPv6",
 		"nodeport-addresses": "primary", "min-sync-period": "2s", "sync-period": "3s",
 		"metrics-bind-address": ":1", "healthz-bind-address": ":2", "masquerade-bit": "1",
-		"v": "1", "kubeconfig": "/k",
+		"v": "1", "logging-format": "json", "kubeconfig": "/k", "kube-api-qps": "1", "kube-api-burst": "1",
+		"conntrack-max-per-core": "1", "conntrack-min": "1", "conntrack-tcp-timeout-established": "1s",
+		"conntrack-tcp-timeout-close-wait": "1s", "conntrack-tcp-be-liberal": "true",
+		"conntrack-udp-timeout": "1s", "conntrack-udp-timeout-stream": "1s",
 	}
-	for i := range ct.NumField() {
-		name := ct.Field(i).Tag.Get("flag")
-		if name == "" {
-			continue
-		}
-		t.Run(name, func(t *testing.T) {
-			t.Setenv(NodeNameEnv, "env")
-			value, ok := values[name]
-			require.True(t, ok, "no test value for --%s", name)
-			fs := flag.NewFlagSet("test", flag.ContinueOnError)
-			f := BindFlags(fs)
-			require.NoError(t, fs.Parse([]string{"--" + name + "=" + value}))
-			got, err := f.Resolve()
-			require.NoError(t, err)
-			want := Default()
-			want.NodeName = "env"
-			gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
-			for j := range ct.NumField() {
-				if j == i {
-					assert.NotEqual(t, wv.Field(j).Interface(), gv.Field(j).Interface(), "--%s did not change %s", name, ct.Field(j).Name)
-				} else {
-					assert.Equal(t, wv.Field(j).Interface(), gv.Field(j).Interface(), "--%s changed %s", name, ct.Field(j).Name)
+	fields := TaggedFields()
+	for _, tf := range fields {
+		for _, name := range tf.Flags {
+			t.Run(name, func(t *testing.T) {
+				t.Setenv(NodeNameEnv, "env")
+				value, ok := values[name]
+				require.True(t, ok, "no test value for --%s", name)
+				fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+				f := BindFlags(fs)
+				require.NoError(t, fs.Parse([]string{"--" + name + "=" + value}))
+				got, err := f.Resolve()
+				require.NoError(t, err)
+				want := Default()
+				want.NodeName = "env"
+				gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
+				for _, other := range fields {
+					g, w := gv.FieldByIndex(other.Index).Interface(), wv.FieldByIndex(other.Index).Interface()
+					if other.Path == tf.Path {
+						assert.NotEqual(t, w, g, "--%s did not change %s", name, other.Path)
+					} else {
+						assert.Equal(t, w, g, "--%s changed %s", name, other.Path)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
+}
+
+// TestTaggedFields checks that every field of Configuration, in sections
+// too, is either set by a flag or known to have none.
+func TestTaggedFields(t *testing.T) {
+	noFlag := []string{"apiVersion", "kind"}
+	var paths []string
+	for _, tf := range TaggedFields() {
+		paths = append(paths, tf.Path)
+	}
+	assert.Contains(t, paths, "conntrack.udpStreamTimeout")
+	data, err := json.Marshal(Default())
+	require.NoError(t, err)
+	var top map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(data, &top))
+	var conntrack map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(top["conntrack"], &conntrack))
+	delete(top, "conntrack")
+	var want []string
+	for name := range top {
+		if !slices.Contains(noFlag, name) {
+			want = append(want, name)
+		}
+	}
+	for name := range conntrack {
+		want = append(want, "conntrack."+name)
+	}
+	assert.ElementsMatch(t, want, paths)
+}
+
+func TestMasterFlag(t *testing.T) {
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	f := BindFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--master=https://192.0.2.1:6443"}))
+	assert.Equal(t, "https://192.0.2.1:6443", f.Master())
 }
 
 func TestResolveIgnoresOtherFlags(t *testing.T) {
 	t.Setenv(NodeNameEnv, "n1")
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	f := BindFlags(fs)
 	fs.Bool("version", false, "registered by someone else")
 	require.NoError(t, fs.Parse([]string{"--version"}))

@@ -45,24 +45,48 @@ func Load(data []byte) (Configuration, error) {
 	}
 
 	cfg := Default()
-	v := reflect.ValueOf(&cfg).Elem()
-	index := jsonFieldIndex()
+	if err := errors.Join(decodeFields(fields, reflect.ValueOf(&cfg).Elem(), "")...); err != nil {
+		return Configuration{}, fmt.Errorf("decoding configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// decodeFields decodes each field of a mapping into the struct v, leaving
+// the fields the mapping does not name as they are. A field of a struct
+// type is a section, decoded the same way, so that an unknown field is an
+// error at any depth. Errors name the field by its path from the top, with
+// prefix before it.
+func decodeFields(fields map[string]json.RawMessage, v reflect.Value, prefix string) []error {
+	index := jsonFieldIndex(v.Type())
 	var errs []error
 	// Sorted, so that several errors always come in the same order.
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
 		i, ok := index[name]
 		if !ok {
-			errs = append(errs, fmt.Errorf("unknown field %q", name))
+			errs = append(errs, fmt.Errorf("unknown field %q", prefix+name))
 			continue
 		}
-		if err := decodeField(fields[name], v.Field(i).Addr().Interface()); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		field := v.Field(i)
+		if isSection(field.Type()) {
+			var sub map[string]json.RawMessage
+			if err := json.Unmarshal(fields[name], &sub); err != nil || sub == nil {
+				errs = append(errs, fmt.Errorf("%s: want a mapping of field names to values", prefix+name))
+				continue
+			}
+			errs = append(errs, decodeFields(sub, field, prefix+name+".")...)
+			continue
+		}
+		if err := decodeField(fields[name], field.Addr().Interface()); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", prefix+name, err))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return Configuration{}, fmt.Errorf("decoding configuration: %w", err)
-	}
-	return cfg, nil
+	return errs
+}
+
+// isSection reports whether a field of type t is a section of the file
+// rather than a value: a struct that does not decode itself from JSON.
+func isSection(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]())
 }
 
 // LoadFile reads and decodes the configuration file at path, as [Load] does.
@@ -94,9 +118,9 @@ func checkTypeMeta(apiVersion, kind string) error {
 	return nil
 }
 
-// jsonFieldIndex maps each JSON field name of Configuration to its index.
-func jsonFieldIndex() map[string]int {
-	t := reflect.TypeFor[Configuration]()
+// jsonFieldIndex maps each JSON field name of the struct type t to its
+// index.
+func jsonFieldIndex(t reflect.Type) map[string]int {
 	index := make(map[string]int, t.NumField())
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
@@ -131,6 +155,8 @@ func describeType(dst any) string {
 		return "a list of strings"
 	case *int, *int32:
 		return "an integer"
+	case *float32, *float64:
+		return "a number"
 	case *bool:
 		return "true or false"
 	}

@@ -15,8 +15,11 @@ const Kind = "NftproxyConfiguration"
 // Configuration is the complete configuration of one nftproxy instance.
 //
 // Field comments are written for operators: docs/configuration.md is
-// generated from them. The `flag` tag names the command-line flag that
-// overrides a field; [Flags.Resolve] and the generator both read it.
+// generated from them. The `flag` tag names the command-line flags that
+// override a field, comma-separated when a field has two names (nftproxy's
+// and kube-proxy's); [Flags.Resolve] and the generator both read it. A
+// field of a struct type is a section of the file, whose own fields are
+// documented and tagged the same way.
 type Configuration struct {
 	// apiVersion must be `nftproxy.io/v1alpha1`.
 	APIVersion string `json:"apiVersion"`
@@ -28,8 +31,9 @@ type Configuration struct {
 	// on; it selects the node's addresses for NodePort traffic and the
 	// endpoints local to the node. When empty, the NODE_NAME environment
 	// variable is used (the Helm chart sets it from the pod's spec.nodeName);
-	// one of the two must be set.
-	NodeName string `json:"nodeName" flag:"node-name"`
+	// one of the two must be set. `--hostname-override` is kube-proxy's name
+	// for the same flag.
+	NodeName string `json:"nodeName" flag:"node-name,hostname-override"`
 
 	// clusterCIDRs lists the pod CIDRs of the cluster. Traffic to a ClusterIP
 	// from a source outside all of them (for example from a node's own
@@ -85,11 +89,71 @@ type Configuration struct {
 	// errors only) to 10 (the most detail, meant for debugging).
 	LogVerbosity int `json:"logVerbosity" flag:"v"`
 
+	// loggingFormat is the format of the log on standard error: `text`, one
+	// line per message in the format of Kubernetes components (klog's), or
+	// `json`, one JSON object per line.
+	LoggingFormat string `json:"loggingFormat" flag:"logging-format"`
+
 	// kubeconfig is the path of a kubeconfig file used to reach the API
 	// server. When empty, the KUBECONFIG environment variable is used if
 	// set, and otherwise the in-cluster configuration of the pod's service
 	// account.
 	Kubeconfig string `json:"kubeconfig" flag:"kubeconfig"`
+
+	// kubeAPIQPS is the sustained number of requests per second the agent
+	// may send to the API server. Higher than kube-proxy's default of 5: the
+	// agent lists every Service and EndpointSlice at start.
+	KubeAPIQPS float32 `json:"kubeAPIQPS" flag:"kube-api-qps"`
+
+	// kubeAPIBurst is the number of requests the agent may send to the API
+	// server at once, above kubeAPIQPS, for short bursts.
+	KubeAPIBurst int32 `json:"kubeAPIBurst" flag:"kube-api-burst"`
+
+	// conntrack holds the kernel's connection tracking settings, with the
+	// names, meanings and defaults of kube-proxy's `conntrack` section. The
+	// agent sets them once at start, inside the node's network namespace,
+	// through /proc/sys/net/netfilter. Where the kernel keeps a setting for
+	// the whole host (nf_conntrack_max and the hash table size), a network
+	// namespace other than the host's cannot change it; nor can a container
+	// whose /proc/sys is read-only, as it is unless the container is
+	// privileged. The agent then logs what it left as it was and carries on.
+	Conntrack ConntrackConfiguration `json:"conntrack"`
+}
+
+// ConntrackConfiguration is the `conntrack` section of the configuration.
+// A zero leaves that setting of the kernel as it is.
+type ConntrackConfiguration struct {
+	// maxPerCore is the number of connections to track per CPU core of the
+	// node: nf_conntrack_max is raised to maxPerCore times the number of
+	// cores (at most 1048576), and to no less than min. Never lowered. 0
+	// leaves nf_conntrack_max as it is and ignores min.
+	MaxPerCore int32 `json:"maxPerCore" flag:"conntrack-max-per-core"`
+
+	// min is the least nf_conntrack_max that maxPerCore sets, whatever the
+	// number of cores.
+	Min int32 `json:"min" flag:"conntrack-min"`
+
+	// tcpEstablishedTimeout is how long an idle established TCP connection
+	// is tracked (nf_conntrack_tcp_timeout_established), in whole seconds.
+	TCPEstablishedTimeout metav1.Duration `json:"tcpEstablishedTimeout" flag:"conntrack-tcp-timeout-established"`
+
+	// tcpCloseWaitTimeout is how long a TCP connection in the CLOSE_WAIT
+	// state is tracked (nf_conntrack_tcp_timeout_close_wait), in whole
+	// seconds.
+	TCPCloseWaitTimeout metav1.Duration `json:"tcpCloseWaitTimeout" flag:"conntrack-tcp-timeout-close-wait"`
+
+	// tcpBeLiberal, when true, sets nf_conntrack_tcp_be_liberal to 1: TCP
+	// packets outside the window are not marked invalid. False leaves the
+	// kernel's setting as it is.
+	TCPBeLiberal bool `json:"tcpBeLiberal" flag:"conntrack-tcp-be-liberal"`
+
+	// udpTimeout is how long an idle UDP flow that has seen no reply is
+	// tracked (nf_conntrack_udp_timeout), in whole seconds.
+	UDPTimeout metav1.Duration `json:"udpTimeout" flag:"conntrack-udp-timeout"`
+
+	// udpStreamTimeout is how long an idle UDP flow that has seen replies
+	// is tracked (nf_conntrack_udp_timeout_stream), in whole seconds.
+	UDPStreamTimeout metav1.Duration `json:"udpStreamTimeout" flag:"conntrack-udp-timeout-stream"`
 }
 
 // Default returns the default configuration. It is the one place where
@@ -108,8 +172,23 @@ func Default() Configuration {
 		HealthzBindAddress: "0.0.0.0:10256",
 		MasqueradeBit:      14,
 		LogVerbosity:       0,
+		LoggingFormat:      LoggingFormatText,
+		KubeAPIQPS:         50,
+		KubeAPIBurst:       100,
+		Conntrack: ConntrackConfiguration{
+			MaxPerCore:            32 * 1024,
+			Min:                   128 * 1024,
+			TCPEstablishedTimeout: metav1.Duration{Duration: 24 * time.Hour},
+			TCPCloseWaitTimeout:   metav1.Duration{Duration: time.Hour},
+		},
 	}
 }
+
+// The log formats accepted in Configuration.LoggingFormat.
+const (
+	LoggingFormatText = "text"
+	LoggingFormatJSON = "json"
+)
 
 // The IP families accepted in Configuration.IPFamilies, spelled as in a
 // Service's spec.ipFamilies.

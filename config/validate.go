@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -100,8 +101,45 @@ func (c Configuration) Validate() error {
 	if c.LogVerbosity < 0 || c.LogVerbosity > maxLogVerbosity {
 		add("logVerbosity", "%d is out of range: want 0 to %d", c.LogVerbosity, maxLogVerbosity)
 	}
+	if c.LoggingFormat != LoggingFormatText && c.LoggingFormat != LoggingFormatJSON {
+		add("loggingFormat", "%q is not a log format: want %q or %q", c.LoggingFormat, LoggingFormatText, LoggingFormatJSON)
+	}
+	if c.KubeAPIQPS <= 0 {
+		add("kubeAPIQPS", "must be greater than 0, got %v", c.KubeAPIQPS)
+	}
+	if c.KubeAPIBurst <= 0 {
+		add("kubeAPIBurst", "must be greater than 0, got %d", c.KubeAPIBurst)
+	}
+	c.Conntrack.validate(add)
 
 	return errors.Join(errs...)
+}
+
+// validate checks the conntrack section, as kube-proxy does, and also
+// that timeouts are whole seconds, the unit of the kernel's settings.
+func (c ConntrackConfiguration) validate(add func(field, format string, args ...any)) {
+	if c.MaxPerCore < 0 {
+		add("conntrack.maxPerCore", "must not be negative, got %d", c.MaxPerCore)
+	}
+	if c.Min < 0 {
+		add("conntrack.min", "must not be negative, got %d", c.Min)
+	}
+	for _, t := range []struct {
+		field string
+		d     time.Duration
+	}{
+		{"conntrack.tcpEstablishedTimeout", c.TCPEstablishedTimeout.Duration},
+		{"conntrack.tcpCloseWaitTimeout", c.TCPCloseWaitTimeout.Duration},
+		{"conntrack.udpTimeout", c.UDPTimeout.Duration},
+		{"conntrack.udpStreamTimeout", c.UDPStreamTimeout.Duration},
+	} {
+		switch {
+		case t.d < 0:
+			add(t.field, "must not be negative, got %v", t.d)
+		case t.d%time.Second != 0:
+			add(t.field, "%v is not a whole number of seconds", t.d)
+		}
+	}
 }
 
 // checkCIDR reports whether s is a CIDR in canonical form: a prefix with no

@@ -12,6 +12,10 @@
 // Service frontend to an endpoint that no longer serves it, and the entries
 // a frontend got while it had no endpoints. It never flushes, and never
 // touches an entry to an endpoint that still serves.
+//
+// At start, Sysctls sets the conntrack settings of kube-proxy's
+// `conntrack` section (the table's size and its timeouts) in the node's
+// network namespace.
 package conntrack
 
 import (

@@ -1,7 +1,8 @@
 // Package reference generates docs/configuration.md, the operator's
 // reference of the configuration file, from the source of package config:
-// the doc comment, type and `flag` tag of each Configuration field, and the
-// defaults from config.Default.
+// the doc comment, type and `flag` tag of each Configuration field (and of
+// the fields of its sections), the defaults from config.Default, and the
+// flags of config.BindFlags.
 //
 // It parses the source because doc comments are not available at run time;
 // config/gen runs it, and a test in package config checks that the
@@ -21,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nftproxy/nftproxy/config"
@@ -39,9 +41,13 @@ type Field struct {
 	Name string
 	// Type describes the field's type in the terms of the file.
 	Type string
-	// Flag is the command-line flag that overrides the field, without
-	// dashes, or "" if none does.
-	Flag string
+	// Flags are the command-line flags that override the field, as
+	// written on the command line ("--node-name", "-v, --v"); none for a
+	// field that no flag sets.
+	Flags []string
+	// Section is whether the field is a section of the file, whose own
+	// fields follow it, named "section.field".
+	Section bool
 	// Doc is the field's doc comment.
 	Doc string
 	// Default is the field's default as JSON.
@@ -49,15 +55,30 @@ type Field struct {
 }
 
 // Fields parses the Go files of package config in srcDir and returns the
-// fields of Configuration in source order.
+// fields of Configuration in source order; each section is followed by its
+// own fields.
 func Fields(srcDir string) ([]Field, error) {
-	st, err := findStruct(srcDir)
+	structs, err := findStructs(srcDir)
 	if err != nil {
 		return nil, err
 	}
-	defaults, err := defaultsByName()
+	st, ok := structs[structName]
+	if !ok {
+		return nil, fmt.Errorf("no type %s in the Go files of %s", structName, srcDir)
+	}
+	defaults, err := json.Marshal(config.Default())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encoding defaults: %w", err)
+	}
+	return structFields(st, structs, defaults, "", flagSpellings())
+}
+
+// structFields documents the fields of st, whose defaults are the JSON
+// object defaults, with prefix before their names.
+func structFields(st *ast.StructType, structs map[string]*ast.StructType, defaults json.RawMessage, prefix string, spellings map[string]string) ([]Field, error) {
+	var byName map[string]json.RawMessage
+	if err := json.Unmarshal(defaults, &byName); err != nil {
+		return nil, fmt.Errorf("decoding defaults: %w", err)
 	}
 	var fields []Field
 	for _, f := range st.Fields.List {
@@ -74,21 +95,75 @@ func Fields(srcDir string) ([]Field, error) {
 		if name == "" {
 			return nil, fmt.Errorf("field %s: no json name", goName)
 		}
-		typ, err := describeType(f.Type)
-		if err != nil {
-			return nil, fmt.Errorf("field %s: %w", goName, err)
-		}
 		doc := strings.TrimSpace(f.Doc.Text())
 		if doc == "" {
 			return nil, fmt.Errorf("field %s: no doc comment", goName)
 		}
-		def, ok := defaults[name]
+		def, ok := byName[name]
 		if !ok {
 			return nil, fmt.Errorf("field %s: not in config.Default()", goName)
 		}
-		fields = append(fields, Field{Name: name, Type: typ, Flag: tag.Get("flag"), Doc: doc, Default: def})
+		if ident, ok := f.Type.(*ast.Ident); ok && structs[ident.Name] != nil {
+			fields = append(fields, Field{Name: prefix + name, Type: "section", Doc: doc, Section: true})
+			sub, err := structFields(structs[ident.Name], structs, def, prefix+name+".", spellings)
+			if err != nil {
+				return nil, err
+			}
+			fields = append(fields, sub...)
+			continue
+		}
+		typ, err := describeType(f.Type)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", goName, err)
+		}
+		var flags []string
+		if t := tag.Get("flag"); t != "" {
+			for _, fl := range strings.Split(t, ",") {
+				spelling, ok := spellings[fl]
+				if !ok {
+					return nil, fmt.Errorf("field %s: flag --%s is not registered by config.BindFlags", goName, fl)
+				}
+				flags = append(flags, spelling)
+			}
+		}
+		fields = append(fields, Field{Name: prefix + name, Type: typ, Flags: flags, Doc: doc, Default: def})
 	}
 	return fields, nil
+}
+
+// flagSpellings returns how each flag of config.BindFlags is written, by
+// name: "--name", or "-s, --name" with a shorthand.
+func flagSpellings() map[string]string {
+	out := map[string]string{}
+	fs := pflag.NewFlagSet("reference", pflag.ContinueOnError)
+	config.BindFlags(fs)
+	fs.VisitAll(func(f *pflag.Flag) {
+		out[f.Name] = "--" + f.Name
+		if f.Shorthand != "" {
+			out[f.Name] = "-" + f.Shorthand + ", --" + f.Name
+		}
+	})
+	return out
+}
+
+// flagsWithoutField returns the flags of config.BindFlags that set no
+// field, with their help, sorted by name.
+func flagsWithoutField() [][2]string {
+	tagged := map[string]bool{}
+	for _, tf := range config.TaggedFields() {
+		for _, name := range tf.Flags {
+			tagged[name] = true
+		}
+	}
+	var out [][2]string
+	fs := pflag.NewFlagSet("reference", pflag.ContinueOnError)
+	config.BindFlags(fs)
+	fs.VisitAll(func(f *pflag.Flag) {
+		if !tagged[f.Name] {
+			out = append(out, [2]string{"--" + f.Name, f.Usage})
+		}
+	})
+	return out
 }
 
 // Markdown returns the Markdown reference for the package config source in
@@ -137,26 +212,41 @@ A file that sets every field to its default:
 | --- | --- | --- | --- | --- |
 `)
 	for _, f := range fields {
-		flagCell := ""
-		if f.Flag != "" {
-			flagCell = "`--" + f.Flag + "`"
+		if f.Section {
+			fmt.Fprintf(&b, "| `%s` | %s | | | %s |\n", f.Name, f.Type, tableCell(f.Doc))
+			continue
 		}
+		var flagCells []string
+		for _, fl := range f.Flags {
+			flagCells = append(flagCells, "`"+fl+"`")
+		}
+		flagCell := strings.Join(flagCells, ", ")
 		def, err := formatDefault(f.Default)
 		if err != nil {
 			return "", fmt.Errorf("field %s: %w", f.Name, err)
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", f.Name, f.Type, def, flagCell, tableCell(f.Doc))
 	}
+	b.WriteString(`
+## Flags without a field
+
+| Flag | Description |
+| --- | --- |
+`)
+	for _, f := range flagsWithoutField() {
+		fmt.Fprintf(&b, "| `%s` | %s |\n", f[0], tableCell(f[1]))
+	}
 	return b.String(), nil
 }
 
-// findStruct returns the declaration of Configuration in the non-test Go
-// files of srcDir.
-func findStruct(srcDir string) (*ast.StructType, error) {
+// findStructs returns the struct types declared in the non-test Go files
+// of srcDir, by name.
+func findStructs(srcDir string) (map[string]*ast.StructType, error) {
 	paths, err := filepath.Glob(filepath.Join(srcDir, "*.go"))
 	if err != nil {
 		return nil, fmt.Errorf("listing Go files: %w", err)
 	}
+	structs := map[string]*ast.StructType{}
 	fset := token.NewFileSet()
 	for _, path := range paths {
 		if strings.HasSuffix(path, "_test.go") {
@@ -177,13 +267,13 @@ func findStruct(srcDir string) (*ast.StructType, error) {
 			}
 			for _, spec := range gen.Specs {
 				ts := spec.(*ast.TypeSpec)
-				if st, ok := ts.Type.(*ast.StructType); ok && ts.Name.Name == structName {
-					return st, nil
+				if st, ok := ts.Type.(*ast.StructType); ok {
+					structs[ts.Name.Name] = st
 				}
 			}
 		}
 	}
-	return nil, fmt.Errorf("no type %s in the Go files of %s", structName, srcDir)
+	return structs, nil
 }
 
 // describeType names a field's type in the terms of the file. Types without
@@ -198,6 +288,8 @@ func describeType(expr ast.Expr) (string, error) {
 		return "list of strings", nil
 	case "int", "int32", "int64":
 		return "integer", nil
+	case "float32", "float64":
+		return "number", nil
 	case "bool":
 		return "boolean", nil
 	case "metav1.Duration":
@@ -224,20 +316,6 @@ func writeExpr(b *bytes.Buffer, expr ast.Expr) {
 	default:
 		fmt.Fprintf(b, "%T", expr)
 	}
-}
-
-// defaultsByName returns each field of config.Default() as JSON, by JSON
-// field name.
-func defaultsByName() (map[string]json.RawMessage, error) {
-	data, err := json.Marshal(config.Default())
-	if err != nil {
-		return nil, fmt.Errorf("encoding defaults: %w", err)
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("decoding defaults: %w", err)
-	}
-	return m, nil
 }
 
 // formatDefault renders a default for the table: strings bare unless empty,
@@ -271,14 +349,25 @@ func formatDefault(raw json.RawMessage) (string, error) {
 func exampleFile(fields []Field) (string, error) {
 	var b strings.Builder
 	for _, f := range fields {
+		name, indent := f.Name, ""
+		if i := strings.LastIndexByte(name, '.'); i >= 0 {
+			name, indent = name[i+1:], strings.Repeat("  ", strings.Count(f.Name, "."))
+		}
+		if f.Section {
+			fmt.Fprintf(&b, "%s%s:\n", indent, name)
+			continue
+		}
 		value, err := yaml.JSONToYAML(f.Default)
 		if err != nil {
 			return "", fmt.Errorf("field %s: encoding default: %w", f.Name, err)
 		}
 		if bytes.HasPrefix(value, []byte("- ")) {
-			fmt.Fprintf(&b, "%s:\n%s", f.Name, value)
+			fmt.Fprintf(&b, "%s%s:\n", indent, name)
+			for line := range strings.Lines(string(value)) {
+				b.WriteString(indent + line)
+			}
 		} else {
-			fmt.Fprintf(&b, "%s: %s", f.Name, value)
+			fmt.Fprintf(&b, "%s%s: %s", indent, name, value)
 		}
 	}
 	got, err := config.Load([]byte(b.String()))
