@@ -37,6 +37,9 @@ bash "$ROOT/hack/build-control-plane.sh" conformance >/dev/null
 nodes() { kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}'; }
 
 # run PROXY: the suite, with whatever proxy the cluster has now.
+# --num-nodes is needed with parallel processes: without it, only the
+# first process counts the nodes, and on the others every test that needs
+# two nodes skips itself ("Requires at least 2 nodes (not -1)").
 run() {
   local proxy=$1 dir=$REPORTS/$1 start=$SECONDS rc=0
   rm -rf "$dir"
@@ -46,6 +49,7 @@ run() {
     --focus="$FOCUS" --skip="$SKIP" --junit-report=junit.xml --output-dir="$dir" \
     "$BIN/e2e.test" -- --provider=local --kubeconfig="$STATE/kubeconfig-inside" \
     --kubectl-path="$BIN/kubectl" --dump-logs-on-failure=false --allowed-not-ready-nodes=0 \
+    --num-nodes="$(nodes | wc -l)" \
     >"$dir/ginkgo.log" 2>&1 || rc=$?
   grep -E '^(Ran [0-9]+ of|FAIL!|SUCCESS!|PASS|FAIL)' "$dir/ginkgo.log" | tail -3 || true
   log "$proxy: done in $((SECONDS - start)) s (ginkgo exit $rc); log and report in $dir"
