@@ -33,6 +33,8 @@ func TestDefault(t *testing.T) {
 		APIVersion:         "nftproxy.io/v1alpha1",
 		Kind:               "NftproxyConfiguration",
 		ClusterCIDRs:       []string{},
+		DetectLocalMode:    "ClusterCIDR",
+		ServiceCIDRs:       []string{},
 		IPFamilies:         []string{"IPv4", "IPv6"},
 		NodePortAddresses:  []string{},
 		MinSyncPeriod:      duration(time.Second),
@@ -195,6 +197,28 @@ func TestValidate(t *testing.T) {
 		}},
 		{name: "nodePortAddresses primary", modify: func(c *Configuration) { c.NodePortAddresses = []string{"primary"} }},
 		{name: "masqueradeBit 0", modify: func(c *Configuration) { c.MasqueradeBit = 0 }},
+		{name: "detect-local NodeCIDR, masqueradeAll, service CIDRs", modify: func(c *Configuration) {
+			c.DetectLocalMode, c.MasqueradeAll = "NodeCIDR", true
+			c.ServiceCIDRs = []string{"10.96.0.0/12", "fd00:96::/108"}
+		}},
+		{name: "detect-local InterfaceNamePrefix", modify: func(c *Configuration) {
+			c.DetectLocalMode, c.DetectLocalInterfaceNamePrefix = "InterfaceNamePrefix", "veth"
+		}},
+		{name: "detect-local BridgeInterface", modify: func(c *Configuration) {
+			c.DetectLocalMode, c.DetectLocalBridgeInterface = "BridgeInterface", "cbr0"
+		}},
+		{name: "detectLocalMode unknown", modify: func(c *Configuration) { c.DetectLocalMode = "PodCIDR" },
+			want: []string{`detectLocalMode: "PodCIDR" is not a mode: want "ClusterCIDR", "NodeCIDR", "InterfaceNamePrefix" or "BridgeInterface"`}},
+		{name: "detect-local interface missing", modify: func(c *Configuration) { c.DetectLocalMode = "InterfaceNamePrefix" },
+			want: []string{`detectLocalInterfaceNamePrefix: must be set for detectLocalMode "InterfaceNamePrefix"`}},
+		{name: "detect-local bridge missing", modify: func(c *Configuration) { c.DetectLocalMode = "BridgeInterface" },
+			want: []string{`detectLocalBridgeInterface: must be set for detectLocalMode "BridgeInterface"`}},
+		{name: "detect-local interface names", modify: func(c *Configuration) {
+			c.DetectLocalInterfaceNamePrefix, c.DetectLocalBridgeInterface = `veth"`, "a-bridge-name-too-long"
+		}, want: []string{`detectLocalInterfaceNamePrefix: "veth\"" is not an interface name: it has '"'`,
+			`detectLocalBridgeInterface: "a-bridge-name-too-long" is longer than 15 characters`}},
+		{name: "serviceCIDRs", modify: func(c *Configuration) { c.ServiceCIDRs = []string{"10.96.0.0/12", "10.96.0.1/12"} },
+			want: []string{`serviceCIDRs[1]: "10.96.0.1/12" has bits set past its prefix length: did you mean "10.96.0.0/12"?`}},
 
 		{name: "apiVersion", modify: func(c *Configuration) { c.APIVersion = "v1" },
 			want: []string{`apiVersion "v1" is not supported: want "nftproxy.io/v1alpha1"`}},
@@ -323,6 +347,7 @@ masqueradeBit: 5
 			NodePortAddresses: []string{"primary"}, MinSyncPeriod: duration(2 * time.Second), SyncPeriod: duration(3 * time.Second),
 			MetricsBindAddress: "0.0.0.0:1", HealthzBindAddress: "127.0.0.1:2",
 			MasqueradeBit: 0, LogVerbosity: 10, Kubeconfig: "/k",
+			DetectLocalMode: DetectLocalClusterCIDR, ServiceCIDRs: []string{},
 		},
 	}, {
 		name:    "no node name anywhere",
