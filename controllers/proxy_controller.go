@@ -133,9 +133,9 @@ func (r *ProxyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		mgr.GetLogger().Info("not watching ServiceCIDR objects: the API server does not serve networking.k8s.io/v1 ServiceCIDR", "reason", err.Error())
 	}
 	return b.WithOptions(controller.Options{
-			MaxConcurrentReconciles: 1,
-			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
-		}).
+		MaxConcurrentReconciles: 1,
+		RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
+	}).
 		Complete(r)
 }
 
