@@ -70,6 +70,8 @@ func (e *encoder) stmt(s rules.Stmt) []expr.Any {
 		return []expr.Any{&expr.Fib{Register: reg1, FlagDADDR: true, ResultADDRTYPE: true}, cmpEq(binaryutil.NativeEndian.PutUint32(rtnLoc))}
 	case rules.MatchLocalSaddr: // fib saddr type local
 		return []expr.Any{&expr.Fib{Register: reg1, FlagSADDR: true, ResultADDRTYPE: true}, cmpEq(binaryutil.NativeEndian.PutUint32(rtnLoc))}
+	case rules.MatchIifname: // iifname "cbr0" / iifname "veth*"
+		return iifname(s)
 	case rules.MatchCtNew: // ct state new
 		return ctBits(expr.CtKeySTATE, expr.CtStateBitNEW)
 	case rules.MatchCtDNAT: // ct status dnat
@@ -113,6 +115,22 @@ func (e *encoder) stmt(s rules.Stmt) []expr.Any {
 		return []expr.Any{verdict(s)}
 	}
 	panic(fmt.Sprintf("applier: unknown statement %T", s))
+}
+
+// iifname compares the input interface's name: all 16 bytes (IFNAMSIZ,
+// padded with NULs) for a whole name, only the prefix's bytes for a
+// prefix, as nft encodes "iifname "veth*"".
+func iifname(s rules.MatchIifname) []expr.Any {
+	data := []byte(s.Name)
+	if !s.Prefix {
+		data = make([]byte, unix.IFNAMSIZ)
+		copy(data, s.Name)
+	}
+	op := expr.CmpOpEq
+	if s.Negate {
+		op = expr.CmpOpNeq
+	}
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1}, &expr.Cmp{Op: op, Register: reg1, Data: data}}
 }
 
 func (e *encoder) addrLen() uint32 {

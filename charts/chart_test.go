@@ -239,6 +239,7 @@ func TestTemplateDefaults(t *testing.T) {
 	assert.Equal(t, []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"services", "nodes"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"servicecidrs"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 	}, role.Rules)
 	var binding rbacv1.ClusterRoleBinding
@@ -564,6 +565,8 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			{[]string{"get", "services", "-n", "default"}, "yes"},
 			{[]string{"list", "endpointslices.discovery.k8s.io", "--all-namespaces"}, "yes"},
 			{[]string{"watch", "endpointslices.discovery.k8s.io", "--all-namespaces"}, "yes"},
+			{[]string{"list", "servicecidrs.networking.k8s.io"}, "yes"},
+			{[]string{"watch", "servicecidrs.networking.k8s.io"}, "yes"},
 			{[]string{"list", "nodes"}, "yes"},
 			{[]string{"watch", "nodes"}, "yes"},
 			{[]string{"get", "nodes"}, "yes"},

@@ -146,7 +146,7 @@ func checkSources(fs *pflag.FlagSet, file string) error {
 	var err error
 	fs.Visit(func(f *pflag.Flag) {
 		switch {
-		case file == "" && (f.Name == "node-name" || f.Name == "cluster-cidr" || f.Name == "ip-families"):
+		case file == "" && (f.Name == "node-name" || f.Name == "cluster-cidr" || f.Name == "ip-families" || f.Name == "config"):
 			err = fmt.Errorf("--%s describes a dump; it needs -f", f.Name)
 		case file != "" && f.Name == "netns":
 			err = errors.New("--netns reads a kernel; it cannot go with -f")

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nftproxy/nftproxy/applier"
+	"github.com/nftproxy/nftproxy/config"
 	"github.com/nftproxy/nftproxy/kubeproxy"
 	"github.com/nftproxy/nftproxy/loader"
 	"github.com/nftproxy/nftproxy/rules"
@@ -35,6 +36,7 @@ const (
 // offlineFlags are the flags of render and apply.
 type offlineFlags struct {
 	file         string
+	configFile   string
 	nodeName     string
 	clusterCIDRs string
 	families     string
@@ -42,9 +44,43 @@ type offlineFlags struct {
 
 func (o *offlineFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.file, "filename", "f", "", "file with Services, EndpointSlices and Nodes, YAML or JSON (- for stdin)")
+	fs.StringVar(&o.configFile, "config", "", "the agent's configuration file (kind "+config.Kind+"): every field that shapes the rules "+
+		"applies, so that the dump renders as the agent programs it; the flags below override it")
 	fs.StringVar(&o.nodeName, "node-name", "", "this node's name, for Local traffic policies and NodePort addresses")
 	fs.StringVar(&o.clusterCIDRs, "cluster-cidr", "", "comma-separated pod CIDRs; traffic from elsewhere to a ClusterIP is masqueraded")
-	fs.StringVar(&o.families, "ip-families", "IPv4,IPv6", "comma-separated IP families to program")
+	fs.StringVar(&o.families, "ip-families", "", "comma-separated IP families to program (default: the configuration's, else IPv4,IPv6)")
+}
+
+// rulesConfig is the configuration file's, if any, with the flags set.
+func (o *offlineFlags) rulesConfig() (rules.Config, error) {
+	cfg := rules.Config{MasqueradeBit: rules.DefaultMasqueradeBit}
+	if o.configFile != "" {
+		c, err := config.LoadFile(o.configFile)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil {
+			return cfg, fmt.Errorf("--config: %w", err)
+		}
+		if cfg, err = rulesConfig(c); err != nil {
+			return cfg, fmt.Errorf("--config: %w", err)
+		}
+	}
+	var err error
+	if o.nodeName != "" {
+		cfg.NodeName = o.nodeName
+	}
+	if o.clusterCIDRs != "" {
+		if cfg.ClusterCIDRs, err = parseCIDRs(o.clusterCIDRs); err != nil {
+			return cfg, err
+		}
+	}
+	if o.families != "" {
+		if cfg.Families, err = parseFamilies(o.families); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
 }
 
 // snapshot loads the file and reports every problem on stderr.
@@ -52,12 +88,8 @@ func (o *offlineFlags) snapshot(stderr io.Writer) (rules.Snapshot, bool, error) 
 	if o.file == "" {
 		return rules.Snapshot{}, false, errors.New("-f FILE is required")
 	}
-	cfg := rules.Config{NodeName: o.nodeName, MasqueradeBit: rules.DefaultMasqueradeBit}
-	var err error
-	if cfg.ClusterCIDRs, err = parseCIDRs(o.clusterCIDRs); err != nil {
-		return rules.Snapshot{}, false, err
-	}
-	if cfg.Families, err = parseFamilies(o.families); err != nil {
+	cfg, err := o.rulesConfig()
+	if err != nil {
 		return rules.Snapshot{}, false, err
 	}
 	objs, problems, err := loader.LoadFile(o.file)
@@ -69,8 +101,17 @@ func (o *offlineFlags) snapshot(stderr io.Writer) (rules.Snapshot, bool, error) 
 	}
 	s := rules.Snapshot{Services: objs.Services, EndpointSlices: objs.EndpointSlices, Config: cfg}
 	for _, n := range objs.Nodes {
-		if n.Name == o.nodeName {
+		if n.Name == cfg.NodeName {
 			s.Node = n
+		}
+	}
+	if len(cfg.NodePortAddresses) > 0 && s.Node != nil {
+		// The node's interfaces are not in a dump: its Node object's
+		// addresses stand for them.
+		for _, na := range s.Node.Status.Addresses {
+			if a, err := netip.ParseAddr(na.Address); err == nil {
+				s.LocalAddresses = append(s.LocalAddresses, a)
+			}
 		}
 	}
 	return s, len(problems) > 0, nil

@@ -233,12 +233,17 @@ func numCPU() int {
 // rulesConfig is the part of the configuration that shapes the rules.
 // The configuration was validated, so parsing cannot fail on good input.
 func rulesConfig(cfg config.Configuration) (rules.Config, error) {
-	rc := rules.Config{NodeName: cfg.NodeName, MasqueradeBit: uint8(cfg.MasqueradeBit)}
+	rc := rules.Config{NodeName: cfg.NodeName, MasqueradeBit: uint8(cfg.MasqueradeBit), MasqueradeAll: cfg.MasqueradeAll,
+		DetectLocal: rules.DetectLocal{Mode: rules.DetectLocalMode(cfg.DetectLocalMode),
+			InterfaceNamePrefix: cfg.DetectLocalInterfaceNamePrefix, BridgeInterface: cfg.DetectLocalBridgeInterface}}
 	var err error
 	if rc.Families, err = parseFamilies(joinList(cfg.IPFamilies)); err != nil {
 		return rc, err
 	}
 	if rc.ClusterCIDRs, err = parseCIDRs(joinList(cfg.ClusterCIDRs)); err != nil {
+		return rc, err
+	}
+	if rc.ServiceCIDRs, err = parseCIDRs(joinList(cfg.ServiceCIDRs)); err != nil {
 		return rc, err
 	}
 	for _, s := range cfg.NodePortAddresses {

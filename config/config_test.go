@@ -35,6 +35,8 @@ func TestDefault(t *testing.T) {
 		APIVersion:         "nftproxy.io/v1alpha1",
 		Kind:               "NftproxyConfiguration",
 		ClusterCIDRs:       []string{},
+		DetectLocalMode:    "ClusterCIDR",
+		ServiceCIDRs:       []string{},
 		IPFamilies:         []string{"IPv4", "IPv6"},
 		NodePortAddresses:  []string{},
 		MinSyncPeriod:      duration(time.Second),
@@ -238,6 +240,28 @@ func TestValidate(t *testing.T) {
 		{name: "metricsBindAddress empty turns metrics off", modify: func(c *Configuration) { c.MetricsBindAddress = "" }},
 		{name: "healthzBindAddress empty", modify: func(c *Configuration) { c.HealthzBindAddress = "" },
 			want: []string{`healthzBindAddress: "" is not host:port`}},
+		{name: "detect-local NodeCIDR, masqueradeAll, service CIDRs", modify: func(c *Configuration) {
+			c.DetectLocalMode, c.MasqueradeAll = "NodeCIDR", true
+			c.ServiceCIDRs = []string{"10.96.0.0/12", "fd00:96::/108"}
+		}},
+		{name: "detect-local InterfaceNamePrefix", modify: func(c *Configuration) {
+			c.DetectLocalMode, c.DetectLocalInterfaceNamePrefix = "InterfaceNamePrefix", "veth"
+		}},
+		{name: "detect-local BridgeInterface", modify: func(c *Configuration) {
+			c.DetectLocalMode, c.DetectLocalBridgeInterface = "BridgeInterface", "cbr0"
+		}},
+		{name: "detectLocalMode unknown", modify: func(c *Configuration) { c.DetectLocalMode = "PodCIDR" },
+			want: []string{`detectLocalMode: "PodCIDR" is not a mode: want "ClusterCIDR", "NodeCIDR", "InterfaceNamePrefix" or "BridgeInterface"`}},
+		{name: "detect-local interface missing", modify: func(c *Configuration) { c.DetectLocalMode = "InterfaceNamePrefix" },
+			want: []string{`detectLocalInterfaceNamePrefix: must be set for detectLocalMode "InterfaceNamePrefix"`}},
+		{name: "detect-local bridge missing", modify: func(c *Configuration) { c.DetectLocalMode = "BridgeInterface" },
+			want: []string{`detectLocalBridgeInterface: must be set for detectLocalMode "BridgeInterface"`}},
+		{name: "detect-local interface names", modify: func(c *Configuration) {
+			c.DetectLocalInterfaceNamePrefix, c.DetectLocalBridgeInterface = `veth"`, "a-bridge-name-too-long"
+		}, want: []string{`detectLocalInterfaceNamePrefix: "veth\"" is not an interface name: it has '"'`,
+			`detectLocalBridgeInterface: "a-bridge-name-too-long" is longer than 15 characters`}},
+		{name: "serviceCIDRs", modify: func(c *Configuration) { c.ServiceCIDRs = []string{"10.96.0.0/12", "10.96.0.1/12"} },
+			want: []string{`serviceCIDRs[1]: "10.96.0.1/12" has bits set past its prefix length: did you mean "10.96.0.0/12"?`}},
 
 		{name: "apiVersion", modify: func(c *Configuration) { c.APIVersion = "v1" },
 			want: []string{`apiVersion "v1" is not supported: want "nftproxy.io/v1alpha1"`}},
@@ -398,6 +422,7 @@ masqueradeBit: 5
 				MaxPerCore: 0, Min: 1, TCPEstablishedTimeout: duration(time.Minute), TCPCloseWaitTimeout: duration(2 * time.Minute),
 				TCPBeLiberal: true, UDPTimeout: duration(3 * time.Second), UDPStreamTimeout: duration(4 * time.Second),
 			},
+			DetectLocalMode: DetectLocalClusterCIDR, ServiceCIDRs: []string{},
 		},
 	}, {
 		name: "kube-proxy's spellings",
@@ -508,6 +533,8 @@ func TestFlagTags(t *testing.T) {
 		"conntrack-max-per-core": "1", "conntrack-min": "1", "conntrack-tcp-timeout-established": "1s",
 		"conntrack-tcp-timeout-close-wait": "1s", "conntrack-tcp-be-liberal": "true",
 		"conntrack-udp-timeout": "1s", "conntrack-udp-timeout-stream": "1s",
+		"masquerade-all": "true", "detect-local-mode": "NodeCIDR", "pod-interface-name-prefix": "veth",
+		"pod-bridge-interface": "cbr0", "service-cidrs": "10.96.0.0/16",
 	}
 	fields := TaggedFields()
 	for _, tf := range fields {

@@ -42,6 +42,39 @@ type Configuration struct {
 	// command line, a comma-separated list.
 	ClusterCIDRs []string `json:"clusterCIDRs" flag:"cluster-cidr"`
 
+	// detectLocalMode says how a packet from a pod of the cluster is told
+	// from one from elsewhere, as kube-proxy's option of the same name:
+	// `ClusterCIDR` (the source is in clusterCIDRs), `NodeCIDR` (the source
+	// is in the pod CIDRs of this node's Node object, spec.podCIDRs),
+	// `InterfaceNamePrefix` (the packet came in by an interface whose name
+	// starts with detectLocalInterfaceNamePrefix) or `BridgeInterface` (it
+	// came in by detectLocalBridgeInterface). Traffic from elsewhere to a
+	// ClusterIP is masqueraded; pods reach every endpoint of a Service with
+	// externalTrafficPolicy Local. When the mode cannot tell (no CIDR known),
+	// nothing is masqueraded on that ground.
+	DetectLocalMode string `json:"detectLocalMode" flag:"detect-local-mode"`
+
+	// detectLocalInterfaceNamePrefix starts the name of every pod interface
+	// on the node, for detectLocalMode `InterfaceNamePrefix` (kube-proxy's
+	// detectLocal.interfaceNamePrefix).
+	DetectLocalInterfaceNamePrefix string `json:"detectLocalInterfaceNamePrefix" flag:"pod-interface-name-prefix"`
+
+	// detectLocalBridgeInterface is the bridge the pods' interfaces hang
+	// off, for detectLocalMode `BridgeInterface` (kube-proxy's
+	// detectLocal.bridgeInterface).
+	DetectLocalBridgeInterface string `json:"detectLocalBridgeInterface" flag:"pod-bridge-interface"`
+
+	// masqueradeAll masquerades every new connection to a ClusterIP, from
+	// pods too, as kube-proxy's option of the same name.
+	MasqueradeAll bool `json:"masqueradeAll" flag:"masquerade-all"`
+
+	// serviceCIDRs lists the ranges ClusterIPs are allocated from. A new
+	// connection to an address in them that no Service holds is dropped, as
+	// kube-proxy does. The agent also reads the cluster's ServiceCIDR objects
+	// (networking.k8s.io/v1) and adds their ranges; `render`, `apply` and
+	// `explain` have only this list.
+	ServiceCIDRs []string `json:"serviceCIDRs" flag:"service-cidrs"`
+
 	// ipFamilies lists the IP families to proxy: `IPv4`, `IPv6`, or both.
 	// Services of a family not listed are ignored. On the command line, a
 	// comma-separated list.
@@ -156,6 +189,14 @@ type ConntrackConfiguration struct {
 	UDPStreamTimeout metav1.Duration `json:"udpStreamTimeout" flag:"conntrack-udp-timeout-stream"`
 }
 
+// The values of Configuration.DetectLocalMode, spelled as in kube-proxy.
+const (
+	DetectLocalClusterCIDR         = "ClusterCIDR"
+	DetectLocalNodeCIDR            = "NodeCIDR"
+	DetectLocalInterfaceNamePrefix = "InterfaceNamePrefix"
+	DetectLocalBridgeInterface     = "BridgeInterface"
+)
+
 // Default returns the default configuration. It is the one place where
 // defaults are written down: loading, flags and the reference documentation
 // all start from it.
@@ -164,6 +205,8 @@ func Default() Configuration {
 		APIVersion:         APIVersion,
 		Kind:               Kind,
 		ClusterCIDRs:       []string{},
+		DetectLocalMode:    DetectLocalClusterCIDR,
+		ServiceCIDRs:       []string{},
 		IPFamilies:         []string{FamilyIPv4, FamilyIPv6},
 		NodePortAddresses:  []string{},
 		MinSyncPeriod:      metav1.Duration{Duration: time.Second},

@@ -45,6 +45,33 @@ func (c Configuration) Validate() error {
 		}
 	}
 
+	for i, s := range c.ServiceCIDRs {
+		if err := checkCIDR(s); err != nil {
+			add(fmt.Sprintf("serviceCIDRs[%d]", i), "%v", err)
+		}
+	}
+
+	switch c.DetectLocalMode {
+	case DetectLocalClusterCIDR, DetectLocalNodeCIDR:
+	case DetectLocalInterfaceNamePrefix:
+		if c.DetectLocalInterfaceNamePrefix == "" {
+			add("detectLocalInterfaceNamePrefix", "must be set for detectLocalMode %q", c.DetectLocalMode)
+		}
+	case DetectLocalBridgeInterface:
+		if c.DetectLocalBridgeInterface == "" {
+			add("detectLocalBridgeInterface", "must be set for detectLocalMode %q", c.DetectLocalMode)
+		}
+	default:
+		add("detectLocalMode", "%q is not a mode: want %q, %q, %q or %q", c.DetectLocalMode,
+			DetectLocalClusterCIDR, DetectLocalNodeCIDR, DetectLocalInterfaceNamePrefix, DetectLocalBridgeInterface)
+	}
+	if err := checkInterfaceName(c.DetectLocalInterfaceNamePrefix); err != nil {
+		add("detectLocalInterfaceNamePrefix", "%v", err)
+	}
+	if err := checkInterfaceName(c.DetectLocalBridgeInterface); err != nil {
+		add("detectLocalBridgeInterface", "%v", err)
+	}
+
 	if len(c.IPFamilies) == 0 {
 		add("ipFamilies", "must list at least one of %q and %q", FamilyIPv4, FamilyIPv6)
 	}
@@ -152,6 +179,25 @@ func checkCIDR(s string) error {
 	}
 	if m := p.Masked(); m != p {
 		return fmt.Errorf("%q has bits set past its prefix length: did you mean %q?", s, m.String())
+	}
+	return nil
+}
+
+// maxInterfaceName is the longest interface name Linux takes (IFNAMSIZ
+// less the terminating NUL).
+const maxInterfaceName = 15
+
+// checkInterfaceName reports whether s can name a Linux interface, or be
+// the start of such names: at most 15 bytes, no '/', ':', blank, quote or
+// control character. Empty is valid here.
+func checkInterfaceName(s string) error {
+	if len(s) > maxInterfaceName {
+		return fmt.Errorf("%q is longer than %d characters", s, maxInterfaceName)
+	}
+	for _, r := range s {
+		if r <= ' ' || r > '~' || strings.ContainsRune(`/:"'\*`, r) {
+			return fmt.Errorf("%q is not an interface name: it has %q", s, r)
+		}
 	}
 	return nil
 }

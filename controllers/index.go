@@ -1,11 +1,15 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
+	"net/netip"
+	"slices"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,12 +27,16 @@ type index struct {
 	services map[types.NamespacedName]*corev1.Service
 	slices   map[types.NamespacedName]*discoveryv1.EndpointSlice
 	node     *corev1.Node
+	// serviceCIDRs are the ServiceCIDR objects, by name.
+	serviceCIDRs map[string]*networkingv1.ServiceCIDR
 }
 
 func newIndex() *index {
 	return &index{
 		services: map[types.NamespacedName]*corev1.Service{},
 		slices:   map[types.NamespacedName]*discoveryv1.EndpointSlice{},
+
+		serviceCIDRs: map[string]*networkingv1.ServiceCIDR{},
 	}
 }
 
@@ -43,6 +51,8 @@ func (ix *index) put(obj client.Object) {
 		ix.slices[key] = o
 	case *corev1.Node:
 		ix.node = o
+	case *networkingv1.ServiceCIDR:
+		ix.serviceCIDRs[o.Name] = o
 	}
 }
 
@@ -57,6 +67,8 @@ func (ix *index) remove(obj client.Object) {
 		delete(ix.slices, key)
 	case *corev1.Node:
 		ix.node = nil
+	case *networkingv1.ServiceCIDR:
+		delete(ix.serviceCIDRs, obj.GetName())
 	}
 }
 
@@ -73,6 +85,25 @@ func (ix *index) objects() ([]*corev1.Service, []*discoveryv1.EndpointSlice, *co
 		sls = append(sls, s)
 	}
 	return svcs, sls, ix.node
+}
+
+// serviceCIDRRanges are the ranges of every ServiceCIDR object, each once
+// and in order; an invalid one is left out.
+func (ix *index) serviceCIDRRanges() []netip.Prefix {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	var out []netip.Prefix
+	for _, sc := range ix.serviceCIDRs {
+		for _, c := range sc.Spec.CIDRs {
+			if p, err := netip.ParsePrefix(c); err == nil && !slices.Contains(out, p.Masked()) {
+				out = append(out, p.Masked())
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return out
 }
 
 // handler keeps the index current and asks for the one sync. queued and

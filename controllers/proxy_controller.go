@@ -7,12 +7,14 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -100,6 +102,11 @@ func (r *ProxyReconciler) backoff() time.Duration {
 func (r *ProxyReconciler) snapshot(_ context.Context) (rules.Snapshot, error) {
 	snap := rules.Snapshot{Config: r.Config}
 	snap.Services, snap.EndpointSlices, snap.Node = r.index.objects()
+	for _, p := range r.index.serviceCIDRRanges() {
+		if !slices.Contains(snap.Config.ServiceCIDRs, p) {
+			snap.Config.ServiceCIDRs = append(slices.Clip(snap.Config.ServiceCIDRs), p)
+		}
+	}
 	if r.LocalAddresses != nil && len(r.Config.NodePortAddresses) > 0 {
 		addrs, err := r.LocalAddresses()
 		if err != nil {
@@ -115,15 +122,23 @@ func (r *ProxyReconciler) snapshot(_ context.Context) (rules.Snapshot, error) {
 func (r *ProxyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.index = newIndex()
 	toSync := r.index.handler(r.Queued, r.Changed)
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("nftproxy").
 		Watches(&corev1.Service{}, toSync).
 		Watches(&discoveryv1.EndpointSlice{}, toSync).
-		Watches(&corev1.Node{}, toSync).
-		WithOptions(controller.Options{
-			MaxConcurrentReconciles: 1,
-			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
-		}).
+		Watches(&corev1.Node{}, toSync)
+	// ServiceCIDR objects (GA in Kubernetes 1.33) give the ranges whose
+	// unallocated addresses are dropped; an older API server has none, and
+	// then only the configured serviceCIDRs count.
+	if _, err := mgr.GetRESTMapper().RESTMapping(networkingv1.SchemeGroupVersion.WithKind("ServiceCIDR").GroupKind(), "v1"); err == nil {
+		b = b.Watches(&networkingv1.ServiceCIDR{}, toSync)
+	} else {
+		mgr.GetLogger().Info("not watching ServiceCIDR objects: the API server does not serve networking.k8s.io/v1 ServiceCIDR", "reason", err.Error())
+	}
+	return b.WithOptions(controller.Options{
+		MaxConcurrentReconciles: 1,
+		RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
+	}).
 		Complete(r)
 }
 

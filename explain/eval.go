@@ -31,6 +31,8 @@ func (w *walker) eval(b *branch, s rules.Stmt) action {
 	case rules.MatchLocalSaddr:
 		local := w.p.FromNode || isLocal(w.local, w.p.Src)
 		return w.match(b, local, "%s %s a local address", w.p.Src, isOrNot(local, ""))
+	case rules.MatchIifname:
+		return w.matchIifname(b, s)
 	case rules.MatchCtNew:
 		return action{kind: actNext} // the packet starts a new connection
 	case rules.MatchCtDNAT:
@@ -125,6 +127,34 @@ func (w *walker) matchSet(b *branch, s rules.MatchSet) action {
 	in := w.lookup(set, []any{v}) != nil
 	b.note("%s %s @%s", v, isOrNot(in, "in"), s.Set)
 	if in == !s.Negate {
+		return action{kind: actNext}
+	}
+	return action{kind: actNoMatch}
+}
+
+func (w *walker) matchIifname(b *branch, s rules.MatchIifname) action {
+	want := s.Name
+	if s.Prefix {
+		want += "*"
+	}
+	iif := w.p.InInterface
+	if w.p.FromNode {
+		iif = ""
+	}
+	in := iif != "" && (iif == s.Name || (s.Prefix && strings.HasPrefix(iif, s.Name)))
+	switch {
+	case w.p.FromNode:
+		b.note("the node's own packet comes in by no interface, so not by %q", want)
+	case iif == "":
+		b.note("the input interface is not known (taken as not %q)", want)
+	default:
+		verb := "does not match"
+		if in {
+			verb = "matches"
+		}
+		b.note("it comes in by %s, which %s %q", iif, verb, want)
+	}
+	if in != s.Negate {
 		return action{kind: actNext}
 	}
 	return action{kind: actNoMatch}

@@ -30,6 +30,11 @@ type Packet struct {
 	// otherwise it arrives from another interface, from a pod or from
 	// outside (the prerouting path).
 	FromNode bool
+	// InInterface is the interface the packet comes in by, for rules that
+	// tell pods by interface (detect-local modes InterfaceNamePrefix and
+	// BridgeInterface); "" when unknown. A packet the node sends comes in
+	// by none.
+	InInterface string
 	// LocalAddrs are the addresses that the kernel's fib finds local.
 	// Nil means the elements of the nodeport-ips set; loopback addresses
 	// are always local.
@@ -203,7 +208,7 @@ func explain(rs *rules.Ruleset, p Packet, unknown map[ruleRef]string) Path {
 	if path.Origin == 0 {
 		path.Origin = FromOutside
 		for _, t := range tables {
-			if s := t.Set(rules.SetClusterCIDRs); s != nil && setHas(s, p.Src) {
+			if s := localCIDRs(t); s != nil && setHas(s, p.Src) {
 				path.Origin = FromPod
 			}
 		}
@@ -212,6 +217,15 @@ func explain(rs *rules.Ruleset, p Packet, unknown map[ruleRef]string) Path {
 	w.walk()
 	w.fill(&path)
 	return path
+}
+
+// localCIDRs is the set of pod CIDRs that tells pods in a table, if the
+// detect-local mode is one of CIDRs.
+func localCIDRs(t *rules.Table) *rules.Set {
+	if s := t.Set(rules.SetClusterCIDRs); s != nil {
+		return s
+	}
+	return t.Set(rules.SetNodePodCIDRs)
 }
 
 func familyOf(a netip.Addr) rules.Family {

@@ -29,6 +29,11 @@ func pkt(src, dst string, proto rules.Proto, port rules.Port) explain.Packet {
 	return explain.Packet{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Proto: proto, Port: port}
 }
 
+func viaIface(p explain.Packet, iface string) explain.Packet {
+	p.InInterface = iface
+	return p
+}
+
 func fromNode(p explain.Packet) explain.Packet {
 	p.FromNode = true
 	return p
@@ -81,7 +86,15 @@ func TestExplain(t *testing.T) {
 		{name: "without cluster CIDRs nothing is masqueraded", golden: "clusterip-no-cluster-cidr", packet: pkt("198.51.100.4", "10.96.0.10", tcp, 80),
 			service: "default/web:http", verdict: explain.ToEndpoint,
 			eps: []explain.Endpoint{ep("10.244.2.2:8080", 1, 3), ep("10.244.3.2:8080", 1, 3), ep("10.244.4.2:8080", 1, 3)}},
-		{name: "the wrong port of a ClusterIP is not a Service", golden: "clusterip", packet: pkt(aPod, "10.96.0.10", tcp, 81), verdict: explain.Untouched},
+		{name: "the wrong port of a ClusterIP is refused", golden: "clusterip", packet: pkt(aPod, "10.96.0.10", tcp, 81),
+			verdict: explain.Rejected, decidedBy: "cluster-ips-check"},
+		{name: "the wrong port of a ClusterIP from the node is refused", golden: "clusterip", packet: fromNode(pkt(aPod, "10.96.0.10", udp, 81)),
+			verdict: explain.Rejected, decidedBy: "cluster-ips-check"},
+		{name: "an address of the service CIDRs that no Service holds is dropped", golden: "service-cidrs", packet: pkt(aPod, "10.97.0.99", tcp, 80),
+			verdict: explain.Dropped, decidedBy: "cluster-ips-check"},
+		{name: "a ClusterIP is not dropped with the service CIDRs", golden: "service-cidrs", packet: pkt(aPod, "10.96.0.10", tcp, 80),
+			service: "default/web:http", verdict: explain.ToEndpoint,
+			eps: []explain.Endpoint{ep("10.244.2.2:8080", 1, 3), ep("10.244.3.2:8080", 1, 3), ep("10.244.4.2:8080", 1, 3)}},
 		{name: "unknown destination is not a Service", golden: "clusterip", packet: pkt(aPod, "192.0.2.1", tcp, 80), verdict: explain.Untouched},
 		{name: "no endpoints: TCP is rejected", golden: "no-endpoints", packet: pkt(aPod, "10.96.3.1", tcp, 80),
 			service: "default/empty:http", verdict: explain.Rejected, decidedBy: "reject-no-endpoints"},
@@ -105,6 +118,12 @@ func TestExplain(t *testing.T) {
 		{name: "ETP Local load-balancer IP from outside", golden: "traffic-policy", packet: pkt("198.51.100.4", "203.0.113.20", tcp, 80),
 			service: "default/etp-local:http", verdict: explain.ToEndpoint, eps: []explain.Endpoint{ep("10.244.2.30:8080", 1, 1)}},
 		{name: "ETP Local from a pod: all endpoints", golden: "traffic-policy", packet: pkt(aPod, nodeAddr, tcp, 30100),
+			service: "default/etp-local:http", verdict: explain.ToEndpoint, eps: []explain.Endpoint{ep("10.244.2.30:8080", 1, 2), ep("10.244.3.30:8080", 1, 2)}},
+		{name: "ETP Local from a pod's interface: all endpoints", golden: "detect-local-interface-prefix", packet: viaIface(pkt(aPod, nodeAddr, tcp, 30100), "veth7"),
+			service: "default/etp-local:http", verdict: explain.ToEndpoint, eps: []explain.Endpoint{ep("10.244.2.30:8080", 1, 2), ep("10.244.3.30:8080", 1, 2)}},
+		{name: "ETP Local from another interface: only the local endpoint", golden: "detect-local-interface-prefix", packet: viaIface(pkt(aPod, nodeAddr, tcp, 30100), "eth0"),
+			service: "default/etp-local:http", verdict: explain.ToEndpoint, eps: []explain.Endpoint{ep("10.244.2.30:8080", 1, 1)}},
+		{name: "ETP Local from the pods' bridge: all endpoints", golden: "detect-local-bridge", packet: viaIface(pkt(outside, nodeAddr, tcp, 30100), "cbr0"),
 			service: "default/etp-local:http", verdict: explain.ToEndpoint, eps: []explain.Endpoint{ep("10.244.2.30:8080", 1, 2), ep("10.244.3.30:8080", 1, 2)}},
 		{name: "ETP Local from the node: all endpoints, masqueraded", golden: "traffic-policy", packet: fromNode(pkt(nodeAddr, nodeAddr, tcp, 30100)),
 			service: "default/etp-local:http", verdict: explain.ToEndpoint, masq: true,

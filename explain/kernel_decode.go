@@ -293,6 +293,8 @@ func (d decoder) meta(es []expr.Any) (rules.Stmt, int) {
 		if c, ok := at[*expr.Cmp](es, 1); ok && len(c.Data) == 1 && isCmp(es, 1, expr.CmpOpEq, c.Data) {
 			return rules.MatchProto{Proto: rules.Proto(c.Data[0])}, 2
 		}
+	case expr.MetaKeyIIFNAME: // iifname "cbr0", iifname "veth*"
+		return iifname(es)
 	case expr.MetaKeyMARK:
 		mask, xor, ok := isBitwise(es, 1)
 		if !ok {
@@ -313,6 +315,28 @@ func (d decoder) meta(es []expr.Any) (rules.Stmt, int) {
 		}
 	}
 	return nil, 0
+}
+
+// iifname decodes a comparison of the input interface's name: 16 bytes
+// padded with NULs for a whole name, fewer and without a NUL for a prefix.
+func iifname(es []expr.Any) (rules.Stmt, int) {
+	c, ok := at[*expr.Cmp](es, 1)
+	if !ok || !isReg(c.Register, reg1) || (c.Op != expr.CmpOpEq && c.Op != expr.CmpOpNeq) || len(c.Data) == 0 || len(c.Data) > unix.IFNAMSIZ {
+		return nil, 0
+	}
+	m := rules.MatchIifname{Negate: c.Op == expr.CmpOpNeq}
+	if len(c.Data) == unix.IFNAMSIZ && bytes.IndexByte(c.Data, 0) > 0 {
+		name := c.Data[:bytes.IndexByte(c.Data, 0)]
+		if !bytes.Equal(c.Data[len(name):], make([]byte, unix.IFNAMSIZ-len(name))) {
+			return nil, 0
+		}
+		m.Name = string(name)
+	} else if bytes.IndexByte(c.Data, 0) < 0 {
+		m.Name, m.Prefix = string(c.Data), true
+	} else {
+		return nil, 0
+	}
+	return m, 2
 }
 
 // fib decodes "fib daddr type local" and "fib saddr type local".

@@ -178,8 +178,12 @@ func (p *Proxier) report(ctx context.Context, s rules.Snapshot, problems []rules
 			objects = indexObjects(s) // only when there is something new to tell
 		}
 		if obj := objects[pr.Kind+"/"+pr.Namespace+"/"+pr.Name]; obj != nil && p.Recorder != nil {
+			what := "this " + pr.Kind
+			if pr.Partial {
+				what = "a field of this " + pr.Kind
+			}
 			p.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, "InvalidForProxy", "Sync",
-				"nftproxy left this %s out of the node's rules: %s", pr.Kind, fieldAndMessage(pr))
+				"nftproxy left %s out of the node's rules: %s", what, fieldAndMessage(pr))
 		}
 	}
 	p.reported = seen

@@ -239,7 +239,7 @@ func (b *Builder) refresh(s Snapshot) (changed []objKey, claimsMoved bool) {
 // with externalTrafficPolicy Local, or nil.
 func healthCheckOf(svc *corev1.Service, ports []*portOutput, problems []Problem, node string) *HealthCheck {
 	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal ||
-		svc.Spec.HealthCheckNodePort < 1 || svc.Spec.HealthCheckNodePort > 65535 || len(problems) > 0 {
+		svc.Spec.HealthCheckNodePort < 1 || svc.Spec.HealthCheckNodePort > 65535 || hasWhole(problems) {
 		return nil
 	}
 	hc := &HealthCheck{Namespace: svc.Namespace, Name: svc.Name, NodePort: int(svc.Spec.HealthCheckNodePort)}
@@ -375,18 +375,32 @@ func buildService(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, s Snaps
 	sps, problems := parseService(svc, s.Config)
 	var outs []*portOutput
 	first := map[Family]bool{}
+	pc := contextOf(s)
+	nodeAddrs := nodeAddresses(s)
 	for _, sp := range sps {
 		sp.Endpoints = endpointsFor(sp, sls)
-		outs = append(outs, buildPort(sp.Family, sp, s.Config, nodeZone(s.Node), !first[sp.Family]))
+		sp.SourceRangesHoldNode = holdsAny(sp.SourceRanges, nodeAddrs)
+		outs = append(outs, buildPort(sp.Family, sp, pc, !first[sp.Family]))
 		first[sp.Family] = true
 	}
 	return outs, problems
 }
 
+func holdsAny(ranges []netip.Prefix, addrs []netip.Addr) bool {
+	for _, p := range ranges {
+		for _, a := range addrs {
+			if p.Contains(a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // globalFingerprint names everything outside a Service that its output
 // depends on; when it changes, every Service is built again.
 func globalFingerprint(s Snapshot) string {
-	return fmt.Sprintf("%+v|zone=%s", s.Config, nodeZone(s.Node))
+	return fmt.Sprintf("%+v|zone=%s|podCIDRs=%v|addrs=%v", s.Config, nodeZone(s.Node), nodePodCIDRs(s.Node), nodeAddresses(s))
 }
 
 // claim reserves the dispatch keys of a Service port. A key already taken

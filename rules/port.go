@@ -37,11 +37,16 @@ type setElement struct {
 
 // portBuilder builds one portOutput.
 type portBuilder struct {
-	f     Family
-	node  string
-	zone  string
-	cidrs []netip.Prefix
-	sp    *servicePort
+	f    Family
+	node string
+	zone string
+	// local matches traffic from pods; nil when the detect-local mode
+	// cannot tell them in this family.
+	local Stmt
+	// masqClusterIPs says whether the shard's services chain masquerades
+	// traffic to the ClusterIPs of the cluster-ips set.
+	masqClusterIPs bool
+	sp             *servicePort
 	// withClusterIP says whether this port adds its Service's ClusterIP to
 	// the cluster-ips set: only the first port of a Service does.
 	withClusterIP bool
@@ -76,10 +81,30 @@ func (pb *portBuilder) chain(name string) *Chain {
 	return c
 }
 
+// portContext is what a port's output depends on besides the port: the
+// node and how it tells pods from other sources, per family.
+type portContext struct {
+	node, zone string
+	local      map[Family]Stmt
+	masq       map[Family]bool
+}
+
+func contextOf(s Snapshot) portContext {
+	c := portContext{node: s.Config.NodeName, zone: nodeZone(s.Node), local: map[Family]Stmt{}, masq: map[Family]bool{}}
+	for _, f := range s.Config.families() {
+		d, ok := detectorOf(s.Config, s.Node, f)
+		if ok {
+			c.local[f] = d.match(false)
+		}
+		c.masq[f] = ok || s.Config.MasqueradeAll
+	}
+	return c
+}
+
 // buildPort computes the output of one Service port.
-func buildPort(f Family, sp *servicePort, cfg Config, zone string, withClusterIP bool) *portOutput {
+func buildPort(f Family, sp *servicePort, pc portContext, withClusterIP bool) *portOutput {
 	pb := &portBuilder{
-		f: f, node: cfg.NodeName, zone: zone, cidrs: prefixesOfFamily(cfg.ClusterCIDRs, f), sp: sp,
+		f: f, node: pc.node, zone: pc.zone, local: pc.local[f], masqClusterIPs: pc.masq[f], sp: sp,
 		withClusterIP: withClusterIP,
 		out:           &portOutput{sp: sp, claims: claimKeys(sp)},
 		chains:        map[string]*Chain{}, sets: map[string]*Set{},

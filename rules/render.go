@@ -182,6 +182,12 @@ func stmtText(s Stmt, f Family) string {
 		return "fib daddr type local"
 	case MatchLocalSaddr:
 		return "fib saddr type local"
+	case MatchIifname:
+		name := s.Name
+		if s.Prefix {
+			name += "*"
+		}
+		return fmt.Sprintf("iifname %s%q", neg(s.Negate), name)
 	case MatchCtNew:
 		return "ct state new"
 	case MatchCtDNAT:

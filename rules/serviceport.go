@@ -11,7 +11,7 @@ func (pb *portBuilder) addServicePort() int {
 	local := usable(localOnly(sp.Endpoints, pb.node))
 	comment := sp.ID.Comment()
 
-	if pb.withClusterIP && len(pb.cidrs) > 0 {
+	if pb.withClusterIP && pb.masqClusterIPs {
 		pb.element(SetClusterIPs, Element{Key: []any{sp.ClusterIP}, Comment: sp.ID.ServiceComment()})
 	}
 	internal, internalChain := all, sp.ID.ServiceChain()
@@ -60,7 +60,7 @@ func (pb *portBuilder) addExternal(all, local []endpoint) {
 		}
 	}
 	lbTarget := target
-	if len(sp.SourceRanges) > 0 && len(all) > 0 {
+	if sp.Firewall && len(all) > 0 {
 		lbTarget = goTo(pb.firewallChain(target.Chain).Name)
 	}
 	for _, ip := range sp.LoadBalancerIPs {
@@ -90,8 +90,8 @@ func (pb *portBuilder) externalChain(all, local []endpoint) *Chain {
 		}
 		return c
 	}
-	if len(pb.cidrs) > 0 {
-		c.Rules = append(c.Rules, Rule{Comment: comment, Stmts: []Stmt{MatchSet{Field: Saddr, Set: SetClusterCIDRs}, goTo(svc)}})
+	if pb.local != nil {
+		c.Rules = append(c.Rules, Rule{Comment: comment, Stmts: []Stmt{pb.local, goTo(svc)}})
 	}
 	c.Rules = append(c.Rules,
 		Rule{Comment: comment, Stmts: []Stmt{MatchLocalSaddr{}, Verdict{Kind: Jump, Chain: ChainMarkForMasq}}},
@@ -107,7 +107,9 @@ func (pb *portBuilder) externalChain(all, local []endpoint) *Chain {
 	return c
 }
 
-// firewallChain lets only loadBalancerSourceRanges reach a load-balancer IP.
+// firewallChain lets only loadBalancerSourceRanges reach a load-balancer
+// IP. With no valid range left (all were invalid) it drops everyone: an
+// invalid range never lets more sources in.
 func (pb *portBuilder) firewallChain(next string) *Chain {
 	sp := pb.sp
 	c := pb.chain(sp.ID.FirewallChain())
@@ -120,6 +122,14 @@ func (pb *portBuilder) firewallChain(next string) *Chain {
 			return c
 		}
 		c.Rules = append(c.Rules, Rule{Comment: comment, Stmts: []Stmt{MatchPrefix{Field: Saddr, Prefix: p}, goTo(next)}})
+	}
+	if sp.SourceRangesHoldNode {
+		// A VIP that is also a local address of the node (installed by the
+		// load balancer's agent) loops back with itself as the source when
+		// the node connects to it; the node is allowed, so is the VIP.
+		for _, ip := range sp.LoadBalancerIPs {
+			c.Rules = append(c.Rules, Rule{Comment: comment, Stmts: []Stmt{MatchPrefix{Field: Saddr, Prefix: netip.PrefixFrom(ip, ip.BitLen())}, goTo(next)}})
+		}
 	}
 	c.Rules = append(c.Rules, Rule{Comment: comment, Stmts: []Stmt{Verdict{Kind: Drop}}})
 	return c

@@ -33,6 +33,14 @@ type servicePort struct {
 	ExternalIPs     []netip.Addr
 	LoadBalancerIPs []netip.Addr
 	SourceRanges    []netip.Prefix
+	// Firewall says whether the load-balancer IPs are guarded by
+	// SourceRanges: the Service lists ranges of this family, or ranges
+	// that were invalid and left out (then fewer sources get in, never
+	// more).
+	Firewall bool
+	// SourceRangesHoldNode says whether a source range holds one of this
+	// node's addresses; then the load-balancer IPs are allowed sources too.
+	SourceRangesHoldNode bool
 	// AffinityTimeout is the ClientIP affinity timeout in seconds; 0 is none.
 	AffinityTimeout int32
 	InternalLocal   bool
@@ -58,7 +66,10 @@ func IsProxied(svc *corev1.Service) bool {
 // parseService turns one Service into its ports in the configured families.
 // A Service with any invalid field is left out whole, with a Problem saying
 // which field: programming half of a broken Service would surprise more
-// than programming none of it.
+// than programming none of it. An invalid load-balancer source range is
+// the exception: it is left out alone, with a Partial Problem, since a
+// firewall with fewer ranges lets fewer sources in and never costs the
+// Service its ClusterIP or node ports.
 func parseService(svc *corev1.Service, cfg Config) ([]*servicePort, []Problem) {
 	p := problemsFor("Service", svc.Namespace, svc.Name)
 	if !IsProxied(svc) {
@@ -89,9 +100,9 @@ func parseService(svc *corev1.Service, cfg Config) ([]*servicePort, []Problem) {
 	}
 	externalIPs := parseAddrs(p, "spec.externalIPs", svc.Spec.ExternalIPs)
 	lbIPs := loadBalancerIPs(p, svc)
-	ranges := parsePrefixes(p, "spec.loadBalancerSourceRanges", svc.Spec.LoadBalancerSourceRanges)
+	ranges, invalidRanges := sourceRanges(p, svc.Spec.LoadBalancerSourceRanges)
 	ports := validatePorts(p, svc)
-	if len(p.list) > 0 {
+	if p.hard() {
 		return nil, p.list
 	}
 
@@ -112,6 +123,7 @@ func parseService(svc *corev1.Service, cfg Config) ([]*servicePort, []Problem) {
 				ExternalIPs:     ofFamily(externalIPs, f),
 				LoadBalancerIPs: ofFamily(lbIPs, f),
 				SourceRanges:    prefixesOfFamily(ranges, f),
+				Firewall:        len(prefixesOfFamily(ranges, f)) > 0 || invalidRanges,
 				AffinityTimeout: affinityTimeout(svc),
 				InternalLocal:   svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
 				ExternalLocal:   svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && hasExternal(svc),
@@ -119,7 +131,28 @@ func parseService(svc *corev1.Service, cfg Config) ([]*servicePort, []Problem) {
 			})
 		}
 	}
-	return out, nil
+	return out, p.list
+}
+
+// sourceRanges parses spec.loadBalancerSourceRanges. Blanks around a range
+// are ignored, as the API server ignores them; an invalid range is a
+// Partial problem, and invalid reports that there was one.
+func sourceRanges(p *problems, in []string) (out []netip.Prefix, invalid bool) {
+	for i, s := range in {
+		pr, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			if a, aerr := netip.ParseAddr(strings.TrimSpace(s)); aerr == nil {
+				pr = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				p.addPartial(fmt.Sprintf("spec.loadBalancerSourceRanges[%d]", i),
+					fmt.Sprintf("%q is not a CIDR; left out, so that fewer sources reach the load-balancer IPs", s))
+				invalid = true
+				continue
+			}
+		}
+		out = append(out, pr.Masked())
+	}
+	return out, invalid
 }
 
 func validatePorts(p *problems, svc *corev1.Service) []corev1.ServicePort {
@@ -255,23 +288,6 @@ func parseAddrs(p *problems, field string, in []string) []netip.Addr {
 	return out
 }
 
-func parsePrefixes(p *problems, field string, in []string) []netip.Prefix {
-	var out []netip.Prefix
-	for i, s := range in {
-		pr, err := netip.ParsePrefix(s)
-		if err != nil {
-			if a, aerr := netip.ParseAddr(s); aerr == nil {
-				pr = netip.PrefixFrom(a, a.BitLen())
-			} else {
-				p.add(fmt.Sprintf("%s[%d]", field, i), fmt.Sprintf("%q is not a CIDR", s))
-				continue
-			}
-		}
-		out = append(out, pr.Masked())
-	}
-	return out
-}
-
 func ofFamily(in []netip.Addr, f Family) []netip.Addr {
 	var out []netip.Addr
 	for _, a := range in {
@@ -304,4 +320,22 @@ func problemsFor(kind, namespace, name string) *problems {
 
 func (p *problems) add(field, msg string) {
 	p.list = append(p.list, Problem{Kind: p.kind, Namespace: p.namespace, Name: p.name, Field: field, Message: msg})
+}
+
+// addPartial records a problem that leaves out only the field.
+func (p *problems) addPartial(field, msg string) {
+	p.list = append(p.list, Problem{Kind: p.kind, Namespace: p.namespace, Name: p.name, Field: field, Message: msg, Partial: true})
+}
+
+// hard reports whether a problem leaves the whole object out.
+func (p *problems) hard() bool { return hasWhole(p.list) }
+
+// hasWhole reports whether any of the problems leaves its object out whole.
+func hasWhole(list []Problem) bool {
+	for _, pr := range list {
+		if !pr.Partial {
+			return true
+		}
+	}
+	return false
 }

@@ -29,9 +29,19 @@ type Config struct {
 	NodeName string
 	// Families are the IP families to program; empty means both.
 	Families []Family
-	// ClusterCIDRs are the pod networks. Traffic from outside them to a
-	// ClusterIP is masqueraded, so that replies come back through this node.
+	// ClusterCIDRs are the pod networks. In DetectLocal mode ClusterCIDR,
+	// traffic from outside them to a ClusterIP is masqueraded, so that
+	// replies come back through this node.
 	ClusterCIDRs []netip.Prefix
+	// DetectLocal says how a packet from a pod is told from one from
+	// elsewhere; the zero value is DetectLocalClusterCIDR.
+	DetectLocal DetectLocal
+	// MasqueradeAll masquerades every new connection to a ClusterIP, from
+	// pods too, as kube-proxy's masqueradeAll does.
+	MasqueradeAll bool
+	// ServiceCIDRs are the ranges ClusterIPs are allocated from. A new
+	// connection to an address in them that no Service holds is dropped.
+	ServiceCIDRs []netip.Prefix
 	// NodePortAddresses selects, by CIDR, which local addresses accept
 	// NodePort traffic. Empty means the node's primary addresses.
 	NodePortAddresses []netip.Prefix
@@ -42,6 +52,35 @@ type Config struct {
 	// DefaultServicePortsPerShard.
 	ServicePortsPerShard int
 }
+
+// DetectLocal is kube-proxy's detectLocalMode with its detectLocal
+// settings: what makes a packet one from a pod of the cluster.
+type DetectLocal struct {
+	Mode DetectLocalMode
+	// InterfaceNamePrefix is the prefix of the pods' interfaces on the node,
+	// for DetectLocalInterfaceNamePrefix.
+	InterfaceNamePrefix string
+	// BridgeInterface is the bridge the pods hang off, for
+	// DetectLocalBridgeInterface.
+	BridgeInterface string
+}
+
+// DetectLocalMode names one of kube-proxy's detect-local modes.
+type DetectLocalMode string
+
+// The detect-local modes, spelled as in kube-proxy's configuration.
+const (
+	// DetectLocalClusterCIDR: a source in Config.ClusterCIDRs is a pod.
+	DetectLocalClusterCIDR DetectLocalMode = "ClusterCIDR"
+	// DetectLocalNodeCIDR: a source in the Node's spec.podCIDRs is a pod.
+	DetectLocalNodeCIDR DetectLocalMode = "NodeCIDR"
+	// DetectLocalInterfaceNamePrefix: a packet that came in by an interface
+	// whose name starts with InterfaceNamePrefix is from a pod.
+	DetectLocalInterfaceNamePrefix DetectLocalMode = "InterfaceNamePrefix"
+	// DetectLocalBridgeInterface: a packet that came in by BridgeInterface
+	// is from a pod.
+	DetectLocalBridgeInterface DetectLocalMode = "BridgeInterface"
+)
 
 // DefaultServicePortsPerShard keeps a one-Service commit cheap: the kernel
 // checks a whole table at each commit that touches a jump.
@@ -76,6 +115,10 @@ type Problem struct {
 	Name      string
 	Field     string // the offending field, like "spec.ports[1].port"; may be empty
 	Message   string
+	// Partial problems left out only the field; the rest of the object is
+	// programmed, with less access rather than more (an invalid source
+	// range lets fewer clients in, never more).
+	Partial bool
 	// Transient problems are normal for a moment, like an EndpointSlice
 	// whose Service was just deleted: worth a log line, not an Event.
 	Transient bool

@@ -50,6 +50,15 @@ type MatchLocalDaddr struct{}
 // ("fib saddr type local").
 type MatchLocalSaddr struct{}
 
+// MatchIifname matches the interface a packet came in by
+// ("iifname "cbr0""), or with Prefix, any interface whose name starts with
+// Name ("iifname "veth*""). A packet the node sends itself came in by none.
+type MatchIifname struct {
+	Name   string
+	Prefix bool
+	Negate bool
+}
+
 // MatchCtNew matches the first packet of a connection ("ct state new").
 type MatchCtNew struct{}
 
@@ -137,6 +146,7 @@ func (MatchProto) isStmt()      {}
 func (MatchDport) isStmt()      {}
 func (MatchLocalDaddr) isStmt() {}
 func (MatchLocalSaddr) isStmt() {}
+func (MatchIifname) isStmt()    {}
 func (MatchCtNew) isStmt()      {}
 func (MatchCtDNAT) isStmt()     {}
 func (MatchMarkClear) isStmt()  {}

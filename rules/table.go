@@ -38,7 +38,7 @@ func (out *portOutput) shardIn(n int) int {
 // mainSets are the sets that live in table "nftproxy" itself; all others
 // live in the table of the Services that use them.
 var mainSets = map[string]bool{
-	SetHairpinEndpoints: true, MapNoEndpointService: true, MapNoEndpointNodePort: true,
+	SetHairpinEndpoints: true, MapNoEndpointService: true, MapNoEndpointNodePort: true, SetAllClusterIPs: true, SetServiceCIDRs: true,
 }
 
 // familyTables are one family's shard tables of the last build, kept so
@@ -59,15 +59,21 @@ func (b *Builder) assemble(f Family, s Snapshot, outs []*portOutput, shards int,
 	if f == IPv6 {
 		addr = KeyIPv6
 	}
-	cidrs := prefixesOfFamily(s.Config.ClusterCIDRs, f)
 	nodeIPs := nodePortAddresses(s, f)
 	mark := s.Config.masqueradeMark()
+	serviceCIDRs := prefixesOfFamily(s.Config.ServiceCIDRs, f)
+	masq := masqueradeRule(s.Config, s.Node, f)
+	// Each table gets its own copy of the detect-local set.
+	local := func() *Set { return nil }
+	if d, ok := detectorOf(s.Config, s.Node, f); ok {
+		local = func() *Set { return d.cidrSet(addr) }
+	}
 
-	main := &Table{Family: f, Name: TableName, Sets: mainFixedSets(addr, nodeIPs), Chains: mainChains(mark)}
+	main := &Table{Family: f, Name: TableName, Sets: mainFixedSets(addr, nodeIPs, serviceCIDRs), Chains: mainChains(mark, len(serviceCIDRs) > 0)}
 	fillMain(main, outs)
 	if shards == 1 {
-		main.Sets = mergeSets(shardFixedSets(addr, cidrs, nodeIPs), main.Sets)
-		main.Chains = mergeChains(shardChains(mark, len(cidrs) > 0), main.Chains)
+		main.Sets = mergeSets(shardFixedSets(addr, local(), masq != nil, nodeIPs), main.Sets)
+		main.Chains = mergeChains(shardChains(mark, masq), main.Chains)
 		fillShard(main, outs)
 		delete(b.tables, f)
 		return []*Table{main}
@@ -89,7 +95,7 @@ func (b *Builder) assemble(f Family, s Snapshot, outs []*portOutput, shards int,
 	for i := range shards {
 		if all || dirty[i] || prev.tables[i] == nil {
 			t := &Table{Family: f, Name: ShardTableName(i),
-				Sets: shardFixedSets(addr, cidrs, nodeIPs), Chains: shardChains(mark, len(cidrs) > 0)}
+				Sets: shardFixedSets(addr, local(), masq != nil, nodeIPs), Chains: shardChains(mark, masq)}
 			fillShard(t, byShard[i])
 			prev.tables[i] = t
 		}
@@ -99,14 +105,20 @@ func (b *Builder) assemble(f Family, s Snapshot, outs []*portOutput, shards int,
 }
 
 // fillMain adds what the outputs give table "nftproxy": Service ports
-// without endpoints, and endpoints that may hairpin.
+// without endpoints, the ClusterIPs, and endpoints that may hairpin.
 func fillMain(main *Table, outs []*portOutput) {
 	byName := setsByName(main)
 	hairpin := map[netip.Addr]bool{}
 	hp := byName[SetHairpinEndpoints]
+	clusterIPs := map[netip.Addr]bool{}
+	all := byName[SetAllClusterIPs]
 	for _, out := range outs {
 		for _, se := range out.mainElements {
 			byName[se.set].Elements = append(byName[se.set].Elements, se.e)
+		}
+		if ip := out.sp.ClusterIP; !clusterIPs[ip] {
+			clusterIPs[ip] = true
+			all.Elements = append(all.Elements, Element{Key: []any{ip}, Comment: out.sp.ID.ServiceComment()})
 		}
 		for _, a := range out.hairpin {
 			if !hairpin[a] {
@@ -145,27 +157,38 @@ func setsByName(t *Table) map[string]*Set {
 	return m
 }
 
-func mainFixedSets(addr KeyType, nodeIPs []netip.Addr) []*Set {
+func mainFixedSets(addr KeyType, nodeIPs []netip.Addr, serviceCIDRs []netip.Prefix) []*Set {
 	np := &Set{Name: SetNodePortIPs, Keys: []KeyType{addr}, Comment: "this node's addresses that accept NodePort traffic"}
 	for _, a := range nodeIPs {
 		np.Elements = append(np.Elements, Element{Key: []any{a}})
 	}
-	return []*Set{
-		np,
-		{Name: SetHairpinEndpoints, Keys: []KeyType{addr, addr}, Comment: "endpoints that may reach themselves through a Service"},
-		{Name: MapNoEndpointService, Keys: []KeyType{addr, KeyProto, KeyPort}, IsVerdictMap: true, Comment: "Service IP ports without endpoints"},
-		{Name: MapNoEndpointNodePort, Keys: []KeyType{KeyProto, KeyPort}, IsVerdictMap: true, Comment: "node ports without endpoints"},
+	var cidrs []*Set
+	if len(serviceCIDRs) > 0 {
+		sc := &Set{Name: SetServiceCIDRs, Keys: []KeyType{addr}, Interval: true, Comment: "the ranges ClusterIPs are allocated from"}
+		for _, p := range serviceCIDRs {
+			sc.Elements = append(sc.Elements, Element{Key: []any{p}})
+		}
+		cidrs = append(cidrs, sc)
 	}
+	return append(cidrs,
+		np,
+		&Set{Name: SetAllClusterIPs, Keys: []KeyType{addr}, Comment: "ClusterIPs of all Services: other ports of them are refused"},
+		&Set{Name: SetHairpinEndpoints, Keys: []KeyType{addr, addr}, Comment: "endpoints that may reach themselves through a Service"},
+		&Set{Name: MapNoEndpointService, Keys: []KeyType{addr, KeyProto, KeyPort}, IsVerdictMap: true, Comment: "Service IP ports without endpoints"},
+		&Set{Name: MapNoEndpointNodePort, Keys: []KeyType{KeyProto, KeyPort}, IsVerdictMap: true, Comment: "node ports without endpoints"},
+	)
 }
 
-func shardFixedSets(addr KeyType, cidrs []netip.Prefix, nodeIPs []netip.Addr) []*Set {
+// shardFixedSets are the fixed sets of a table that holds Service chains:
+// local is the detect-local set of pod CIDRs, if any, and clusterIPs says
+// whether the services chain masquerades by ClusterIP.
+func shardFixedSets(addr KeyType, local *Set, clusterIPs bool, nodeIPs []netip.Addr) []*Set {
 	var out []*Set
-	if len(cidrs) > 0 {
-		cs := &Set{Name: SetClusterCIDRs, Keys: []KeyType{addr}, Interval: true, Comment: "pod networks: traffic from elsewhere to a ClusterIP is masqueraded"}
-		for _, c := range cidrs {
-			cs.Elements = append(cs.Elements, Element{Key: []any{c}})
-		}
-		out = append(out, cs, &Set{Name: SetClusterIPs, Keys: []KeyType{addr}, Comment: "ClusterIPs of the Services in this table"})
+	if local != nil {
+		out = append(out, local)
+	}
+	if clusterIPs {
+		out = append(out, &Set{Name: SetClusterIPs, Keys: []KeyType{addr}, Comment: "ClusterIPs of the Services in this table"})
 	}
 	np := &Set{Name: SetNodePortIPs, Keys: []KeyType{addr}, Comment: "this node's addresses that accept NodePort traffic"}
 	for _, a := range nodeIPs {

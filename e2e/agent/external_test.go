@@ -316,11 +316,13 @@ func (c *cluster) testTypeChanges(t *testing.T) {
 		{name: "node port via node-a", from: out, proto: tcp, to: hostPort(a.IPv4, nodePort), want: both, peer: masqueradedBy(a)},
 		{name: "node port via node-b", from: out, proto: tcp, to: hostPort(b.IPv4, nodePort), want: both, peer: masqueradedBy(b)},
 	}
-	// What each type holds on both nodes: its ClusterIP, for NodePort the
+	// What each type holds on both nodes: its ClusterIP (twice: for the
+	// refusal of its other ports, and for masquerading), for NodePort the
 	// node port and the chain that masquerades external traffic, for
 	// LoadBalancer the ingress IP, which leads to that chain too.
 	const tbl = "ip nftproxy "
 	clusterIPRules := []string{
+		tbl + "set all-cluster-ips: 10.96.60.8",
 		tbl + "set cluster-ips: 10.96.60.8",
 		tbl + "map service-ips: 10.96.60.8 . tcp . 80 : goto svc-default/morph/tcp/tcp",
 		tbl + "chain svc-default/morph/tcp/tcp { numgen random mod 2 0 meta l4proto tcp dnat to 10.244.11.2:8080; meta l4proto tcp dnat to 10.244.21.2:8080 }",

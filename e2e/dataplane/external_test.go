@@ -112,11 +112,12 @@ func TestInternalTrafficPolicyLocal(t *testing.T) {
 	n.serve(t, TCP, 8080, ep1, ep2, ep3)
 	p := rulestest.SlicePort(TCP, "http", 8080)
 	local := rulestest.Service("default", "itp", "10.96.13.1", rulestest.Port(TCP, "http", 80), rulestest.InternalLocal())
-	remote := rulestest.Service("default", "itp-remote", "10.96.13.2", rulestest.Port(TCP, "http", 80), rulestest.InternalLocal())
+	remote := rulestest.Service("default", "itp-remote", "10.96.13.2", rulestest.Port(TCP, "http", 80), rulestest.Port(UDP, "udp", 80),
+		rulestest.InternalLocal())
 	n.apply(t, local, remote,
 		rulestest.SliceOf(local, "itp-1", p,
 			rulestest.Endpoints(rulestest.Endpoint(ep1.IPv4), rulestest.Endpoint(ep2.IPv4, rulestest.OnNode(otherNode)))),
-		rulestest.SliceOf(remote, "itp-remote-1", p,
+		rulestest.SliceOf(remote, "itp-remote-1", p, rulestest.SlicePort(UDP, "udp", 8080),
 			rulestest.Endpoints(
 				rulestest.Endpoint(ep2.IPv4, rulestest.OnNode(otherNode)),
 				rulestest.Endpoint(ep3.IPv4, rulestest.OnNode(otherNode)))))

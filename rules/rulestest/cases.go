@@ -13,10 +13,13 @@ import (
 	"github.com/nftproxy/nftproxy/rules"
 )
 
-// Case is one golden case: objects from testdata/Name.yaml and a config.
+// Case is one golden case: objects from testdata/Name.yaml (or From.yaml)
+// and a config.
 type Case struct {
 	Name   string
 	Config rules.Config
+	// From names the input when it is another case's, "" otherwise.
+	From string
 }
 
 // DefaultConfig is the configuration of every case unless it says otherwise:
@@ -38,10 +41,21 @@ func Cases() []Case {
 	noCIDR.ClusterCIDRs = nil
 	sharded := DefaultConfig()
 	sharded.ServicePortsPerShard = 1
+	serviceCIDRs := DefaultConfig()
+	serviceCIDRs.ServiceCIDRs = []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.MustParsePrefix("10.97.0.0/16"), netip.MustParsePrefix("fd00:96::/108")}
+	masqAll := DefaultConfig()
+	masqAll.MasqueradeAll = true
+	nodeCIDR := DefaultConfig()
+	nodeCIDR.DetectLocal = rules.DetectLocal{Mode: rules.DetectLocalNodeCIDR}
+	ifacePrefix := DefaultConfig()
+	ifacePrefix.DetectLocal = rules.DetectLocal{Mode: rules.DetectLocalInterfaceNamePrefix, InterfaceNamePrefix: "veth"}
+	bridge := DefaultConfig()
+	bridge.DetectLocal = rules.DetectLocal{Mode: rules.DetectLocalBridgeInterface, BridgeInterface: "cbr0"}
 	c := func(name string) Case { return Case{Name: name, Config: DefaultConfig()} }
 	return []Case{
 		c("clusterip"),
-		{Name: "clusterip-no-cluster-cidr", Config: noCIDR},
+		{Name: "clusterip-no-cluster-cidr", Config: noCIDR, From: "clusterip"},
+		{Name: "service-cidrs", Config: serviceCIDRs, From: "clusterip"},
 		c("multiport"),
 		c("named-port"),
 		c("terminating"),
@@ -53,21 +67,24 @@ func Cases() []Case {
 		c("nodeport"),
 		c("loadbalancer"),
 		c("traffic-policy"),
+		{Name: "masquerade-all", Config: masqAll, From: "traffic-policy"},
+		{Name: "detect-local-node-cidr", Config: nodeCIDR, From: "traffic-policy"},
+		{Name: "detect-local-interface-prefix", Config: ifacePrefix, From: "traffic-policy"},
+		{Name: "detect-local-bridge", Config: bridge, From: "traffic-policy"},
 		c("topology"),
 		c("conflict"),
 		{Name: "sharded", Config: sharded},
 		c("unnamed-port"),
+		c("source-ranges"),
 	}
 }
 
-// Input is the YAML file a case reads; a case named "X-suffix" may share
-// the input "X.yaml".
+// Input is the YAML file a case reads: its own, or From's.
 func (c Case) Input() string {
-	p := filepath.Join(Dir(), c.Name+".yaml")
-	if c.Name == "clusterip-no-cluster-cidr" {
-		p = filepath.Join(Dir(), "clusterip.yaml")
+	if c.From != "" {
+		return filepath.Join(Dir(), c.From+".yaml")
 	}
-	return p
+	return filepath.Join(Dir(), c.Name+".yaml")
 }
 
 // Golden is the expected ruleset file of a case.
