@@ -2,7 +2,7 @@
 # Runs every test, as root, on a fresh Linux machine: installs what the
 # tests need (Debian packages, the container runtime, Kubernetes v1.37.2
 # built from Go modules, helm, the images), then the whole suite, short
-# fuzz runs, the cluster tests on a real node and Kubernetes' own Service
+# fuzz runs, the cluster tests on two real nodes and Kubernetes' own Service
 # tests. Kernel, API-server and cluster tests never skip: without root or
 # what they need they fail.
 #
@@ -54,7 +54,7 @@ stage "go test (everything but the cluster tests)" gotest
 stage "fuzzing (bounded)" fuzz
 stage "cluster lifecycle (interrupted make cluster, make cluster-down)" bash hack/cluster/lifecycle-test.sh
 trap 'bash hack/cluster/cluster.sh down >/dev/null 2>&1 || true; report' EXIT
-stage "make cluster" bash hack/cluster/cluster.sh up
+stage "make cluster (two nodes)" bash hack/cluster/cluster.sh up
 stage "cluster tests (go test ./e2e/cluster)" cluster_tests
 case $CONFORMANCE in
   ci) stage "Kubernetes' sig-network Service tests with nftproxy" bash hack/cluster/conformance.sh nftproxy ;;
