@@ -153,6 +153,12 @@ func run(ctx context.Context, cfg config.Configuration, master, netnsPath string
 	m.KubeProxy.Queued(families, time.Now())
 	recorder := mgr.GetEventRecorder("nftproxy")
 	healthChecks := &healthcheck.Server{NetNSFd: nsFd, Healthy: state.Healthy, Log: log}
+	if len(rc.NodePortAddresses) > 0 {
+		// As kube-proxy's: a health check node port is served only where
+		// NodePort traffic is accepted.
+		healthChecks.ListenAddresses = healthcheck.AddressesIn(rc.NodePortAddresses,
+			func() ([]netip.Addr, error) { return proxy.LocalAddresses(nsFd) })
+	}
 	proxier := &proxy.Proxier{
 		Applier:      applier.New(applier.Options{NetNSFd: nsFd}),
 		Metrics:      m,

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/nftproxy/nftproxy/internal/probeserver"
 )
 
 // State is the proxy's health. It is safe for concurrent use.
@@ -23,9 +25,12 @@ type State struct {
 	lastQueued  time.Time
 	lastSuccess time.Time
 	ready       bool
-	lastError   error
 	// answered, when set, is told of each probe answered.
 	answered func(path string, code int)
+
+	// Limits bound what one client of Serve may cost; zero ones take
+	// probeserver's defaults. Tests set short ones.
+	Limits probeserver.Limits
 }
 
 // OnAnswer has f told of each answer to GET or HEAD, with the path and
@@ -56,7 +61,6 @@ func (s *State) Queued() {
 func (s *State) Synced(started time.Time, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lastError = err
 	if err != nil {
 		s.pending = true
 		return
@@ -88,12 +92,13 @@ func (s *State) Ready() bool {
 	return s.ready
 }
 
-// status is the body of both endpoints, as kube-proxy writes it.
+// status is the body of both endpoints, as kube-proxy writes it. It has
+// no error text: anyone may ask, and the error's text (paths, addresses,
+// netlink details) stays in the log, where the failed sync wrote it.
 type status struct {
 	LastUpdated string `json:"lastUpdated"`
 	CurrentTime string `json:"currentTime"`
 	NodeHealthy bool   `json:"nodeHealthy"`
-	Error       string `json:"error,omitempty"`
 }
 
 func (s *State) status() status {
@@ -102,9 +107,6 @@ func (s *State) status() status {
 	st := status{CurrentTime: s.now().UTC().Format(time.RFC3339Nano), NodeHealthy: s.healthy()}
 	if !s.lastSuccess.IsZero() {
 		st.LastUpdated = s.lastSuccess.UTC().Format(time.RFC3339Nano)
-	}
-	if s.lastError != nil {
-		st.Error = s.lastError.Error()
 	}
 	return st
 }
@@ -148,12 +150,13 @@ func (s *State) Serve(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("listening for health checks on %s: %w", addr, err)
 	}
-	return ServeListener(ctx, ln, s.Handler())
+	return ServeListener(ctx, ln, s.Handler(), s.Limits)
 }
 
-// ServeListener serves h on ln until ctx ends, then shuts down gracefully.
-func ServeListener(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+// ServeListener serves h on ln with the limits l until ctx ends, then
+// shuts down gracefully.
+func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, l probeserver.Limits) error {
+	srv := probeserver.New(h, l)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {

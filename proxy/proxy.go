@@ -5,6 +5,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"github.com/nftproxy/nftproxy/applier"
 	"github.com/nftproxy/nftproxy/conntrack"
 	"github.com/nftproxy/nftproxy/health"
+	"github.com/nftproxy/nftproxy/healthcheck"
 	"github.com/nftproxy/nftproxy/metrics"
 	"github.com/nftproxy/nftproxy/rules"
 )
@@ -52,6 +54,9 @@ type Proxier struct {
 	// reported are the problems already told in an Event, so that a broken
 	// object is reported once, not at every sync.
 	reported map[string]bool
+	// unservedChecks are the health check node ports that could not be
+	// opened and were told in an Event, so that each is told once.
+	unservedChecks map[string]bool
 	// triggers are the EndpointSlice trigger times already measured.
 	triggers map[types.UID]string
 	// last is the ruleset of the last successful commit.
@@ -141,9 +146,11 @@ func (p *Proxier) Sync(ctx context.Context, s rules.Snapshot) (Outcome, error) {
 	}
 	p.last = res.Ruleset
 	if p.HealthChecks != nil {
-		if err := p.HealthChecks.Sync(res.HealthChecks); err != nil {
+		err := p.HealthChecks.Sync(res.HealthChecks)
+		if err != nil {
 			log.Error(err, "serving health check node ports")
 		}
+		p.reportUnservedChecks(s, err)
 	}
 	return Outcome{Stats: st, Again: st.Deferred > 0}, nil
 }
@@ -188,6 +195,45 @@ func (p *Proxier) report(ctx context.Context, s rules.Snapshot, problems []rules
 	}
 	p.reported = seen
 }
+
+// reportUnservedChecks records a Warning Event, as kube-proxy does, on
+// each Service whose health check node port could not be opened, once
+// until the port opens or the Service no longer asks for it.
+func (p *Proxier) reportUnservedChecks(s rules.Snapshot, err error) {
+	var failed []*healthcheck.ListenError
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			var le *healthcheck.ListenError
+			if errors.As(e, &le) {
+				failed = append(failed, le)
+			}
+		}
+	} else if le := (*healthcheck.ListenError)(nil); errors.As(err, &le) {
+		failed = append(failed, le)
+	}
+	seen := map[string]bool{}
+	var services map[string]runtime.Object
+	for _, le := range failed {
+		c := le.Check
+		key := fmt.Sprintf("%s/%s:%d", c.Namespace, c.Name, c.NodePort)
+		seen[key] = true
+		if p.unservedChecks[key] || p.Recorder == nil {
+			continue
+		}
+		if services == nil {
+			services = indexObjects(s)
+		}
+		if svc := services["Service/"+c.Namespace+"/"+c.Name]; svc != nil {
+			p.Recorder.Eventf(svc, nil, corev1.EventTypeWarning, ReasonFailedToStartServiceHealthcheck, "Listen",
+				"node %s failed to start the health check node port %d: %v", s.Config.NodeName, c.NodePort, le.Err)
+		}
+	}
+	p.unservedChecks = seen
+}
+
+// ReasonFailedToStartServiceHealthcheck is kube-proxy's reason for the
+// Event of a health check node port it cannot open.
+const ReasonFailedToStartServiceHealthcheck = "FailedToStartServiceHealthcheck"
 
 func fieldAndMessage(p rules.Problem) string {
 	if p.Field == "" {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,10 +11,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/nftproxy/nftproxy/applier"
 	"github.com/nftproxy/nftproxy/health"
+	"github.com/nftproxy/nftproxy/healthcheck"
 	"github.com/nftproxy/nftproxy/metrics"
 	"github.com/nftproxy/nftproxy/rules"
 	"github.com/nftproxy/nftproxy/rules/rulestest"
@@ -35,12 +38,16 @@ func (f *fakeApplier) Apply(context.Context, *rules.Ruleset) (applier.Stats, err
 func (f *fakeApplier) Changed() (bool, error) { return f.changed, nil }
 func (f *fakeApplier) Invalidate()            { f.invalidated++ }
 
-type event struct{ reason, note string }
+type event struct {
+	reason, note string
+	eventType    string
+	regarding    runtime.Object
+}
 
 type fakeRecorder struct{ events []event }
 
-func (r *fakeRecorder) Eventf(_ runtime.Object, _ runtime.Object, _, reason, _, note string, args ...any) {
-	r.events = append(r.events, event{reason, note})
+func (r *fakeRecorder) Eventf(regarding runtime.Object, _ runtime.Object, eventType, reason, _, note string, args ...any) {
+	r.events = append(r.events, event{reason: reason, note: fmt.Sprintf(note, args...), eventType: eventType, regarding: regarding})
 }
 
 func newProxier(a *fakeApplier) (*Proxier, *fakeRecorder) {
@@ -142,4 +149,55 @@ func TestKubeProxyMetrics(t *testing.T) {
 	assert.Equal(t, 1.0, testutil.ToFloat64(kp.NoLocalEndpoints.WithLabelValues("internal", metrics.IPv4)))
 	assert.Zero(t, testutil.ToFloat64(kp.NoLocalEndpoints.WithLabelValues("external", metrics.IPv4)))
 	assert.Zero(t, testutil.ToFloat64(kp.NoLocalEndpoints.WithLabelValues("internal", metrics.IPv6)), "an IPv4-only Service")
+}
+
+// fakeHealthChecks cannot open the ports in taken.
+type fakeHealthChecks struct{ taken map[int]bool }
+
+func (f *fakeHealthChecks) Sync(checks []rules.HealthCheck) error {
+	var errs []error
+	for _, c := range checks {
+		if f.taken[c.NodePort] {
+			errs = append(errs, &healthcheck.ListenError{Check: c, Err: errors.New("bind: address already in use")})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// TestHealthCheckPortTaken: a health check node port that cannot be opened
+// gets kube-proxy's Warning Event on its Service, once while it stays
+// unopened, and again if it fails anew after it opened; the sync itself
+// succeeds, so everything else keeps being served.
+func TestHealthCheckPortTaken(t *testing.T) {
+	svc := rulestest.Service("default", "web", "10.96.0.10", rulestest.Port("TCP", "http", 80),
+		rulestest.NodePorts(30080), rulestest.LoadBalancer("203.0.113.10"), rulestest.ExternalLocal(), rulestest.HealthCheckNodePort(30100))
+	cfg := rulestest.DefaultConfig()
+	cfg.NodeName = "node-a"
+	s := rulestest.Snapshot(cfg, svc, rulestest.SliceOf(svc, "web-1", rulestest.SlicePort("TCP", "http", 8080), rulestest.ReadyAt("10.0.1.5")))
+	hc := &fakeHealthChecks{taken: map[int]bool{30100: true}}
+	p, rec := newProxier(&fakeApplier{})
+	p.HealthChecks = hc
+	sync := func() {
+		t.Helper()
+		_, err := p.Sync(context.Background(), s)
+		require.NoError(t, err, "a taken health check port does not fail the sync")
+	}
+
+	for range 3 {
+		sync()
+	}
+	require.Len(t, rec.events, 1, "one Event while the port stays taken")
+	e := rec.events[0]
+	assert.Equal(t, ReasonFailedToStartServiceHealthcheck, e.reason)
+	assert.Equal(t, corev1.EventTypeWarning, e.eventType)
+	assert.Same(t, svc, e.regarding, "the Event is on the Service")
+	assert.Contains(t, e.note, "node-a")
+	assert.Contains(t, e.note, "30100")
+	assert.Equal(t, 1.0, testutil.ToFloat64(p.Metrics.ServicePorts), "the Service is programmed all the same")
+
+	hc.taken = nil
+	sync()
+	hc.taken = map[int]bool{30100: true}
+	sync()
+	assert.Len(t, rec.events, 2, "a new failure after the port opened is told again")
 }
