@@ -229,6 +229,7 @@ func TestTemplateDefaults(t *testing.T) {
 			Drop: []corev1.Capability{"ALL"},
 			Add:  []corev1.Capability{"NET_ADMIN"},
 		},
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}, c.SecurityContext)
 	assert.Equal(t, []corev1.VolumeMount{{Name: "config", MountPath: "/etc/nftproxy", ReadOnly: true}}, c.VolumeMounts)
 	require.Len(t, pod.Volumes, 1)
