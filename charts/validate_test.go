@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/nftproxy/nftproxy/charts/internal/valuesdoc"
 	"github.com/nftproxy/nftproxy/config"
 )
 
@@ -241,4 +242,52 @@ func valuesFile(t *testing.T, text string) string {
 	path := filepath.Join(dir, "values.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(text+"\n"), 0o600))
 	return path
+}
+
+// TestAlertsUseServedMetrics checks that every nftproxy metric the
+// PrometheusRule's alerts read is one that docs/metrics.md lists (and
+// its own test checks against the code).
+func TestAlertsUseServedMetrics(t *testing.T) {
+	var rule struct {
+		Spec struct {
+			Groups []struct {
+				Rules []struct {
+					Alert string `json:"alert"`
+					Expr  string `json:"expr"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"spec"`
+	}
+	values := valuesFile(t, "metrics: {prometheusRule: {enabled: true}}")
+	for _, o := range render(t, "nftproxy", "kube-system", values) {
+		if o.Kind == "PrometheusRule" {
+			require.NoError(t, yaml.Unmarshal(o.raw, &rule))
+		}
+	}
+	require.Len(t, rule.Spec.Groups, 1)
+	docs, err := os.ReadFile(filepath.Join(root, "docs", "metrics.md"))
+	require.NoError(t, err)
+	var alerts []string
+	for _, r := range rule.Spec.Groups[0].Rules {
+		alerts = append(alerts, r.Alert)
+		names := regexp.MustCompile(`\b(nftproxy|kubeproxy)_\w+`).FindAllString(r.Expr, -1)
+		require.NotEmpty(t, names, "alert %s reads no metric", r.Alert)
+		for _, name := range names {
+			assert.Contains(t, string(docs), "| `"+name+"` |", "alert %s reads %s, which docs/metrics.md does not list", r.Alert, name)
+		}
+	}
+	assert.Equal(t, []string{"NftproxySyncFailing", "NftproxyRulesetStale", "NftproxyKubeProxyLeftovers"}, alerts)
+}
+
+// TestReadmeUpToDate fails when charts/nftproxy/README.md differs from
+// what `go run ./charts/gen` writes from values.yaml now, and checks that
+// every value is described somewhere in it.
+func TestReadmeUpToDate(t *testing.T) {
+	values, err := os.ReadFile("nftproxy/values.yaml")
+	require.NoError(t, err)
+	want, err := valuesdoc.Readme(values)
+	require.NoError(t, err)
+	got, err := os.ReadFile("nftproxy/README.md")
+	require.NoError(t, err)
+	assert.Equal(t, want, string(got), "charts/nftproxy/README.md is out of date: run go run ./charts/gen > charts/nftproxy/README.md")
 }
