@@ -58,19 +58,21 @@ tools:
 bench:
 	bash hack/bench.sh
 
-## chart: lint the Helm chart and regenerate deploy/nftproxy.yaml
+## chart: lint the Helm chart and regenerate deploy/nftproxy.yaml and its README
 chart: tools
 	$(BIN)/helm lint --strict charts/nftproxy
 	bash hack/gen-manifest.sh
+	go run ./charts/gen > charts/nftproxy/README.md
 
 ## manifest: regenerate deploy/nftproxy.yaml from the chart
 manifest: tools
 	bash hack/gen-manifest.sh
 
-## docs: regenerate the configuration and metrics references
+## docs: regenerate the configuration and metrics references and the chart's README
 docs:
 	go run ./config/gen > docs/configuration.md
 	go run ./metrics/gen > docs/metrics.md
+	go run ./charts/gen > charts/nftproxy/README.md
 
 clean:
 	rm -rf _output

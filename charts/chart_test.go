@@ -229,6 +229,7 @@ func TestTemplateDefaults(t *testing.T) {
 			Drop: []corev1.Capability{"ALL"},
 			Add:  []corev1.Capability{"NET_ADMIN"},
 		},
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}, c.SecurityContext)
 	assert.Equal(t, []corev1.VolumeMount{{Name: "config", MountPath: "/etc/nftproxy", ReadOnly: true}}, c.VolumeMounts)
 	require.Len(t, pod.Volumes, 1)
@@ -257,7 +258,7 @@ func TestTemplateAllOptions(t *testing.T) {
 	assert.ElementsMatch(t, []string{
 		"ServiceAccount/nftproxy-sa", "ConfigMap/allon-proxy", "ClusterRole/allon-proxy",
 		"ClusterRoleBinding/allon-proxy", "DaemonSet/allon-proxy", "Service/allon-proxy-metrics",
-		"ServiceMonitor/allon-proxy",
+		"ServiceMonitor/allon-proxy", "PodMonitor/allon-proxy", "PrometheusRule/allon-proxy",
 	}, kinds(objects))
 
 	var ds appsv1.DaemonSet
@@ -342,6 +343,11 @@ func TestSchemaRejects(t *testing.T) {
 		{"apiServer host as a number", "apiServer: {host: 1}", "/apiServer/host"},
 		{"metrics Service on loopback", "metrics: {service: {enabled: true}}", "config.metricsBindAddress to listen beyond loopback"},
 		{"ServiceMonitor without Service", "metrics: {serviceMonitor: {enabled: true}}", "needs metrics.service.enabled"},
+		{"PodMonitor on loopback", "metrics: {podMonitor: {enabled: true}}", "config.metricsBindAddress to listen beyond loopback"},
+		{"PodMonitor with metrics off", "{config: {metricsBindAddress: ''}, metrics: {podMonitor: {enabled: true}}}", `which is "" (metrics off)`},
+		{"PodMonitor relabelings as an object", "metrics: {podMonitor: {relabelings: {a: b}}}", "/metrics/podMonitor/relabelings"},
+		{"PrometheusRule threshold as a duration", "metrics: {prometheusRule: {staleRulesetSeconds: 10m}}", "/metrics/prometheusRule/staleRulesetSeconds"},
+		{"PrometheusRule for as a Go duration", "metrics: {prometheusRule: {syncFailingFor: 1h30m0.5s}}", "/metrics/prometheusRule/syncFailingFor"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -500,6 +506,93 @@ spec:
                             targetLabel: {type: string}
 `
 
+// podMonitorCRD and prometheusRuleCRD are, like serviceMonitorCRD, the
+// parts of the Prometheus Operator's CRDs that the chart uses.
+const podMonitorCRD = `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: podmonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {kind: PodMonitor, listKind: PodMonitorList, plural: podmonitors, singular: podmonitor}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                selector:
+                  type: object
+                  properties:
+                    matchLabels: {type: object, additionalProperties: {type: string}}
+                namespaceSelector:
+                  type: object
+                  properties:
+                    matchNames: {type: array, items: {type: string}}
+                podMetricsEndpoints:
+                  type: array
+                  items:
+                    type: object
+                    properties:
+                      port: {type: string}
+                      path: {type: string}
+                      interval: {type: string}
+                      relabelings:
+                        type: array
+                        items: {type: object, properties: {sourceLabels: {type: array, items: {type: string}}, targetLabel: {type: string}, regex: {type: string}, action: {type: string}, replacement: {type: string}}}
+                      metricRelabelings:
+                        type: array
+                        items: {type: object, properties: {sourceLabels: {type: array, items: {type: string}}, targetLabel: {type: string}, regex: {type: string}, action: {type: string}, replacement: {type: string}}}
+`
+
+const prometheusRuleCRD = `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: prometheusrules.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {kind: PrometheusRule, listKind: PrometheusRuleList, plural: prometheusrules, singular: prometheusrule}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                groups:
+                  type: array
+                  items:
+                    type: object
+                    required: [name, rules]
+                    properties:
+                      name: {type: string}
+                      rules:
+                        type: array
+                        items:
+                          type: object
+                          required: [expr]
+                          properties:
+                            alert: {type: string}
+                            record: {type: string}
+                            expr: {type: string}
+                            for: {type: string}
+                            labels: {type: object, additionalProperties: {type: string}}
+                            annotations: {type: object, additionalProperties: {type: string}}
+`
+
 // apply applies a manifest file, first with --dry-run=server, then for real.
 func apply(t *testing.T, cluster *kubecluster.Cluster, file string) {
 	t.Helper()
@@ -594,10 +687,11 @@ func TestManifestsOnAPIServer(t *testing.T) {
 
 	t.Run("every option", func(t *testing.T) {
 		crd := filepath.Join(t.TempDir(), "crd.yaml")
-		require.NoError(t, os.WriteFile(crd, []byte(serviceMonitorCRD), 0o600))
+		require.NoError(t, os.WriteFile(crd, []byte(serviceMonitorCRD+"---"+podMonitorCRD+"---"+prometheusRuleCRD), 0o600))
 		_, err := kubectl(t, cluster, "apply", "-f", crd)
 		require.NoError(t, err)
-		_, err = kubectl(t, cluster, "wait", "--for=condition=Established", "--timeout=30s", "crd/servicemonitors.monitoring.coreos.com")
+		_, err = kubectl(t, cluster, "wait", "--for=condition=Established", "--timeout=30s", "crd/servicemonitors.monitoring.coreos.com",
+			"crd/podmonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
 		require.NoError(t, err)
 		_, err = kubectl(t, cluster, "create", "namespace", "monitoring")
 		require.NoError(t, err)
@@ -607,7 +701,8 @@ func TestManifestsOnAPIServer(t *testing.T) {
 		file := filepath.Join(t.TempDir(), "allon.yaml")
 		require.NoError(t, os.WriteFile(file, []byte(out), 0o600))
 		apply(t, cluster, file)
-		_, err = kubectl(t, cluster, "get", "-n", "monitoring", "servicemonitor/allon-proxy", "service/allon-proxy-metrics", "daemonset/allon-proxy")
+		_, err = kubectl(t, cluster, "get", "-n", "monitoring", "servicemonitor/allon-proxy", "service/allon-proxy-metrics", "daemonset/allon-proxy",
+			"podmonitor/allon-proxy", "prometheusrule/allon-proxy")
 		require.NoError(t, err)
 	})
 }

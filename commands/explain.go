@@ -127,18 +127,14 @@ func explainRun(fs *pflag.FlagSet, args []string, o *offlineFlags, x *explainFla
 	if o.file == "" {
 		return explainKernel(p, x.netns, stdout, stderr)
 	}
-	s, skipped, err := o.snapshot(stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "nftproxy explain: %v\n", err)
-		return ExitUsage
-	}
-	res := rules.Build(s)
-	for _, pr := range res.Problems {
-		fmt.Fprintf(stderr, "skipped: %s\n", pr)
+	sk := &skips{w: stderr}
+	rs, code := build(o, "explain", sk)
+	if code != ExitOK {
+		return code
 	}
 	fmt.Fprintf(stdout, "Rules: built from %s\n", o.file)
-	fmt.Fprint(stdout, explain.Explain(res.Ruleset, p))
-	return skippedStatus(skipped || len(res.Problems) > 0)
+	fmt.Fprint(stdout, explain.Explain(rs, p))
+	return sk.done()
 }
 
 // checkSources refuses flags that describe the other source of rules.
@@ -146,7 +142,7 @@ func checkSources(fs *pflag.FlagSet, file string) error {
 	var err error
 	fs.Visit(func(f *pflag.Flag) {
 		switch {
-		case file == "" && (f.Name == "node-name" || f.Name == "cluster-cidr" || f.Name == "ip-families" || f.Name == "config"):
+		case file == "" && (f.Name == "node-name" || f.Name == "cluster-cidr" || f.Name == "ip-families" || f.Name == "config" || f.Name == "max-input-size"):
 			err = fmt.Errorf("--%s describes a dump; it needs -f", f.Name)
 		case file != "" && f.Name == "netns":
 			err = errors.New("--netns reads a kernel; it cannot go with -f")

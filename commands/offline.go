@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/nftproxy/nftproxy/applier"
 	"github.com/nftproxy/nftproxy/config"
@@ -40,6 +42,7 @@ type offlineFlags struct {
 	nodeName     string
 	clusterCIDRs string
 	families     string
+	maxInputSize byteSize
 }
 
 func (o *offlineFlags) bind(fs *pflag.FlagSet) {
@@ -49,7 +52,28 @@ func (o *offlineFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.nodeName, "node-name", "", "this node's name, for Local traffic policies and NodePort addresses")
 	fs.StringVar(&o.clusterCIDRs, "cluster-cidr", "", "comma-separated pod CIDRs; traffic from elsewhere to a ClusterIP is masqueraded")
 	fs.StringVar(&o.families, "ip-families", "", "comma-separated IP families to program (default: the configuration's, else IPv4,IPv6)")
+	o.maxInputSize = byteSize(loader.DefaultMaxInputSize)
+	fs.Var(&o.maxInputSize, "max-input-size", "refuse a file larger than this, as a Kubernetes quantity such as 256Mi or 1Gi")
 }
+
+// byteSize is a flag holding a size in bytes, written as a Kubernetes
+// quantity (256Mi, 1G, 1048576).
+type byteSize int64
+
+func (b *byteSize) String() string {
+	return resource.NewQuantity(int64(*b), resource.BinarySI).String()
+}
+
+func (b *byteSize) Set(s string) error {
+	q, err := resource.ParseQuantity(s)
+	if err != nil || q.Sign() <= 0 {
+		return fmt.Errorf("%q is not a positive size such as 256Mi", s)
+	}
+	*b = byteSize(q.Value())
+	return nil
+}
+
+func (b *byteSize) Type() string { return "quantity" }
 
 // rulesConfig is the configuration file's, if any, with the flags set.
 func (o *offlineFlags) rulesConfig() (rules.Config, error) {
@@ -83,38 +107,89 @@ func (o *offlineFlags) rulesConfig() (rules.Config, error) {
 	return cfg, nil
 }
 
-// snapshot loads the file and reports every problem on stderr.
-func (o *offlineFlags) snapshot(stderr io.Writer) (rules.Snapshot, bool, error) {
+// snapshot loads the file and reports every problem on stderr: each object
+// or field left out, up to maxReported of them, then how many more.
+func (o *offlineFlags) snapshot(sk *skips) (rules.Snapshot, error) {
 	if o.file == "" {
-		return rules.Snapshot{}, false, errors.New("-f FILE is required")
+		return rules.Snapshot{}, errors.New("-f FILE is required")
 	}
 	cfg, err := o.rulesConfig()
 	if err != nil {
-		return rules.Snapshot{}, false, err
+		return rules.Snapshot{}, err
 	}
-	objs, problems, err := loader.LoadFile(o.file)
+	objs, problems, err := loader.LoadFileLimit(o.file, int64(o.maxInputSize))
+	if errors.Is(err, loader.ErrTooLarge) {
+		return rules.Snapshot{}, fmt.Errorf("%s: %w (raise --max-input-size to read it)", o.file, err)
+	}
 	if err != nil {
-		return rules.Snapshot{}, false, err
+		return rules.Snapshot{}, err
 	}
 	for _, p := range problems {
-		fmt.Fprintf(stderr, "skipped: %s\n", p)
+		sk.add(p.String())
 	}
 	s := rules.Snapshot{Services: objs.Services, EndpointSlices: objs.EndpointSlices, Config: cfg}
 	for _, n := range objs.Nodes {
-		if n.Name == cfg.NodeName {
+		nodeProblems := rules.ValidateNode(n)
+		for _, p := range nodeProblems {
+			sk.add(p.String())
+		}
+		if n.Name == cfg.NodeName && !hasWhole(nodeProblems) {
 			s.Node = n
 		}
 	}
 	if len(cfg.NodePortAddresses) > 0 && s.Node != nil {
 		// The node's interfaces are not in a dump: its Node object's
-		// addresses stand for them.
+		// InternalIP and ExternalIP addresses stand for them.
 		for _, na := range s.Node.Status.Addresses {
-			if a, err := netip.ParseAddr(na.Address); err == nil {
-				s.LocalAddresses = append(s.LocalAddresses, a)
+			if na.Type != corev1.NodeInternalIP && na.Type != corev1.NodeExternalIP {
+				continue
+			}
+			if a, err := netip.ParseAddr(na.Address); err == nil && a.Zone() == "" {
+				s.LocalAddresses = append(s.LocalAddresses, a.Unmap())
 			}
 		}
 	}
-	return s, len(problems) > 0, nil
+	return s, nil
+}
+
+func hasWhole(problems []rules.Problem) bool {
+	for _, p := range problems {
+		if !p.Partial {
+			return true
+		}
+	}
+	return false
+}
+
+// maxReported is how many skipped objects and fields are listed on
+// stderr; a dump with thousands of bad objects would otherwise bury the
+// first ones, which usually say what is wrong.
+const maxReported = 20
+
+// skips reports what was left out of the input on stderr, the first
+// maxReported one by one and then how many more, and counts them all.
+type skips struct {
+	w     io.Writer
+	count int
+}
+
+func (s *skips) add(what string) {
+	s.count++
+	if s.count <= maxReported {
+		fmt.Fprintf(s.w, "skipped: %s\n", what)
+	}
+}
+
+// done writes how many were not listed, and returns the exit status that
+// a command which did its work should end with.
+func (s *skips) done() int {
+	if s.count > maxReported {
+		fmt.Fprintf(s.w, "skipped: %d more not listed (%d in all)\n", s.count-maxReported, s.count)
+	}
+	if s.count > 0 {
+		return ExitSkipped
+	}
+	return ExitOK
 }
 
 func parseCIDRs(s string) ([]netip.Prefix, error) {
@@ -155,19 +230,18 @@ func splitList(s string) []string {
 	return out
 }
 
-// build loads and builds, reporting problems; skipped says whether any
-// object was left out.
-func build(o *offlineFlags, name string, stderr io.Writer) (*rules.Ruleset, bool, int) {
-	s, skipped, err := o.snapshot(stderr)
+// build loads and builds, reporting to sk what was left out.
+func build(o *offlineFlags, name string, sk *skips) (*rules.Ruleset, int) {
+	s, err := o.snapshot(sk)
 	if err != nil {
-		fmt.Fprintf(stderr, "nftproxy %s: %v\n", name, err)
-		return nil, false, ExitUsage
+		fmt.Fprintf(sk.w, "nftproxy %s: %v\n", name, err)
+		return nil, ExitUsage
 	}
 	res := rules.Build(s)
 	for _, p := range res.Problems {
-		fmt.Fprintf(stderr, "skipped: %s\n", p)
+		sk.add(p.String())
 	}
-	return res.Ruleset, skipped || len(res.Problems) > 0, ExitOK
+	return res.Ruleset, ExitOK
 }
 
 // newRenderCommand returns `nftproxy render`, which prints the ruleset
@@ -182,12 +256,13 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 			"Exits with status 3 when some objects were invalid and left out.",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			rs, skipped, code := build(&o, "render", stderr)
+			sk := &skips{w: stderr}
+			rs, code := build(&o, "render", sk)
 			if code != ExitOK {
 				return status(code)
 			}
 			fmt.Fprint(stdout, rs.String())
-			return status(skippedStatus(skipped))
+			return status(sk.done())
 		},
 	}
 	o.bind(cmd.Flags())
@@ -206,7 +281,8 @@ func newApplyCommand(stdout, stderr io.Writer) *cobra.Command {
 			"namespace, in one transaction. Exits with status 3 when some objects were invalid and left out.",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			rs, skipped, code := build(&o, "apply", stderr)
+			sk := &skips{w: stderr}
+			rs, code := build(&o, "apply", sk)
 			if code != ExitOK {
 				return status(code)
 			}
@@ -216,18 +292,11 @@ func newApplyCommand(stdout, stderr io.Writer) *cobra.Command {
 				return status(ExitError)
 			}
 			fmt.Fprintf(stdout, "applied: %d chains written, %d sets created, %d elements\n", st.ChainsWritten, st.SetsCreated, st.ElementsAdded)
-			return status(skippedStatus(skipped))
+			return status(sk.done())
 		},
 	}
 	o.bind(cmd.Flags())
 	return cmd
-}
-
-func skippedStatus(skipped bool) int {
-	if skipped {
-		return ExitSkipped
-	}
-	return ExitOK
 }
 
 // newCleanupCommand returns `nftproxy cleanup`, which removes nftproxy's

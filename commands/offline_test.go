@@ -2,6 +2,7 @@ package commands_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,4 +91,77 @@ func TestRenderConfigFileInvalid(t *testing.T) {
 	code, _, stderr := runRender(t, "-f", filepath.Join(rulestest.Dir(), "clusterip.yaml"), "--config", cfg)
 	assert.Equal(t, commands.ExitUsage, code)
 	assert.Contains(t, stderr, "detectLocalInterfaceNamePrefix: must be set")
+}
+
+// writeObjects writes a dump and returns its path.
+func writeObjects(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "objects.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
+	return path
+}
+
+// badServices is a dump of n Services, each with a port name the API
+// server refuses.
+func badServices(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: Service\nmetadata: {name: bad-%d, namespace: default}\n"+
+			"spec: {clusterIP: 10.96.1.%d, ports: [{name: 'x\" ; flush ruleset', port: 80, protocol: TCP}]}\n", i, i+1)
+	}
+	return b.String()
+}
+
+// TestRenderSkipped exits with status 3 whenever anything was left out,
+// and lists at most 20 of them on stderr, then how many more.
+func TestRenderSkipped(t *testing.T) {
+	good := "---\napiVersion: v1\nkind: Service\nmetadata: {name: good, namespace: default}\n" +
+		"spec: {clusterIP: 10.96.0.1, ports: [{name: http, port: 80, protocol: TCP}]}\n"
+	tests := []struct {
+		name       string
+		input      string
+		code       int
+		listed     int
+		tail       string
+		notInRules string
+	}{
+		{name: "valid", input: good, code: commands.ExitOK},
+		{name: "one bad port name", input: good + badServices(1), code: commands.ExitSkipped, listed: 1, notInRules: "bad-0"},
+		{name: "25 bad Services", input: good + badServices(25), code: commands.ExitSkipped, listed: 20,
+			tail: "skipped: 5 more not listed (25 in all)\n", notInRules: "flush"},
+		{name: "an IPv6 zone", input: good + strings.NewReplacer("good", "zone", "10.96.0.1", "'fe80::1%eth0'").Replace(good),
+			code: commands.ExitSkipped, listed: 1, notInRules: "fe80"},
+		{name: "leading zeros", input: good + strings.NewReplacer("good", "zeros", "10.96.0.1", "10.96.0.010").Replace(good),
+			code: commands.ExitSkipped, listed: 1, notInRules: "10.96.0.10"},
+		{name: "a Node address", input: good + "---\napiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n" +
+			"status: {addresses: [{type: InternalIP, address: '192.168.0.01'}]}\n", code: commands.ExitSkipped, listed: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, stderr := runRender(t, "-f", writeObjects(t, tt.input), "--node-name", "node-a")
+			assert.Equal(t, tt.code, code, stderr)
+			assert.Equal(t, tt.listed, strings.Count(stderr, "skipped: ")-strings.Count(tt.tail, "skipped: "), stderr)
+			assert.True(t, strings.HasSuffix(stderr, tt.tail), stderr)
+			assert.Contains(t, out, "default/good:http")
+			if tt.notInRules != "" {
+				assert.NotContains(t, out, tt.notInRules)
+			}
+		})
+	}
+}
+
+// TestRenderMaxInputSize refuses a file over --max-input-size whole.
+func TestRenderMaxInputSize(t *testing.T) {
+	path := writeObjects(t, badServices(3))
+	code, out, stderr := runRender(t, "-f", path, "--max-input-size", "100")
+	assert.Equal(t, commands.ExitUsage, code)
+	assert.Empty(t, out)
+	assert.Contains(t, stderr, "input too large: more than 100 bytes (raise --max-input-size to read it)")
+
+	code, _, stderr = runRender(t, "-f", path, "--max-input-size", "1Ki")
+	assert.Equal(t, commands.ExitSkipped, code, stderr)
+
+	code, _, stderr = runRender(t, "-f", path, "--max-input-size", "lots")
+	assert.Equal(t, commands.ExitUsage, code)
+	assert.Contains(t, stderr, `"lots" is not a positive size`)
 }

@@ -610,3 +610,28 @@ func utf16LE(s string) string {
 	}
 	return string(b)
 }
+
+// TestLoadLimit refuses input over the limit whole, and takes input of
+// exactly the limit.
+func TestLoadLimit(t *testing.T) {
+	n := int64(len(webService))
+	objs, problems, err := LoadLimit(strings.NewReader(webService), n)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+	assert.Equal(t, []string{"Service default/web"}, names(objs))
+
+	_, _, err = LoadLimit(strings.NewReader(webService), n-1)
+	assert.ErrorIs(t, err, ErrTooLarge)
+
+	path := filepath.Join(t.TempDir(), "objects.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(webService), 0o600))
+	_, _, err = LoadFileLimit(path, 10)
+	assert.ErrorIs(t, err, ErrTooLarge)
+	assert.ErrorContains(t, err, "more than 10 bytes")
+}
+
+func TestSizeText(t *testing.T) {
+	for n, want := range map[int64]string{100: "100 bytes", 1536: "1.5 KiB", DefaultMaxInputSize: "256 MiB", 3 << 30: "3 GiB"} {
+		assert.Equal(t, want, sizeText(n))
+	}
+}

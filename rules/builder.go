@@ -492,7 +492,7 @@ func nodePortAddresses(s Snapshot, f Family) []netip.Addr {
 	} else if s.Node != nil {
 		for _, typ := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP} {
 			for _, na := range s.Node.Status.Addresses {
-				if a, err := netip.ParseAddr(na.Address); err == nil && na.Type == typ && familyOf(a) == f {
+				if a, err := parseIP(na.Address); err == nil && na.Type == typ && familyOf(a) == f {
 					add(a)
 					break
 				}

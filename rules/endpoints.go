@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // endpoint is one backend address and port of one Service port.
@@ -32,10 +33,16 @@ func groupSlices(slices []*discoveryv1.EndpointSlice) map[sliceKey][]*discoveryv
 	return out
 }
 
-// validateSlice checks the parts of a slice that the builders rely on.
-// A slice with a bad address or port is left out whole.
+// validateSlice checks a slice as the API server does, as far as the
+// builders use it: its name and labels, its ports' names, numbers and
+// protocols, and every address of its endpoints. A slice with any problem
+// is left out whole.
 func validateSlice(s *discoveryv1.EndpointSlice) []Problem {
 	p := problemsFor("EndpointSlice", s.Namespace, s.Name)
+	for _, msg := range validation.IsDNS1123Subdomain(s.Name) {
+		p.add("metadata.name", msg)
+	}
+	validateLabels(p, s.Labels)
 	if s.Labels[discoveryv1.LabelServiceName] == "" {
 		p.add("metadata.labels", fmt.Sprintf("has no %s label", discoveryv1.LabelServiceName))
 	}
@@ -46,8 +53,9 @@ func validateSlice(s *discoveryv1.EndpointSlice) []Problem {
 	case discoveryv1.AddressTypeIPv6:
 		want = IPv6
 	default:
-		return nil // FQDN slices carry nothing a proxy can use.
+		return p.list // FQDN slices carry nothing a proxy can use.
 	}
+	names := map[string]bool{}
 	for i, port := range s.Ports {
 		if port.Port != nil && (*port.Port < 1 || *port.Port > 65535) {
 			p.add(fmt.Sprintf("ports[%d].port", i), fmt.Sprintf("%d is out of range (1-65535)", *port.Port))
@@ -57,19 +65,38 @@ func validateSlice(s *discoveryv1.EndpointSlice) []Problem {
 				p.add(fmt.Sprintf("ports[%d].protocol", i), err.Error())
 			}
 		}
+		if port.Name != nil && *port.Name != "" {
+			for _, msg := range validation.IsDNS1123Label(*port.Name) {
+				p.add(fmt.Sprintf("ports[%d].name", i), fmt.Sprintf("%q is not a valid port name: %s", *port.Name, msg))
+			}
+		}
+		if port.Name != nil {
+			if names[*port.Name] {
+				p.add(fmt.Sprintf("ports[%d].name", i), fmt.Sprintf("%q is the name of another port", *port.Name))
+			}
+			names[*port.Name] = true
+		}
 	}
 	for i, ep := range s.Endpoints {
 		if len(ep.Addresses) == 0 {
 			p.add(fmt.Sprintf("endpoints[%d].addresses", i), "is empty")
 			continue
 		}
-		a, err := netip.ParseAddr(ep.Addresses[0])
-		if err != nil {
-			p.add(fmt.Sprintf("endpoints[%d].addresses[0]", i), fmt.Sprintf("%q is not an IP address", ep.Addresses[0]))
-			continue
+		for j, addr := range ep.Addresses {
+			field := fmt.Sprintf("endpoints[%d].addresses[%d]", i, j)
+			a, err := parseIP(addr)
+			if err != nil {
+				p.add(field, err.Error())
+				continue
+			}
+			if familyOf(a) != want {
+				p.add(field, fmt.Sprintf("%s is not of addressType %s", a, s.AddressType))
+			}
 		}
-		if familyOf(a) != want {
-			p.add(fmt.Sprintf("endpoints[%d].addresses[0]", i), fmt.Sprintf("%s is not of addressType %s", a, s.AddressType))
+		if ep.NodeName != nil && *ep.NodeName != "" {
+			for _, msg := range validation.IsDNS1123Subdomain(*ep.NodeName) {
+				p.add(fmt.Sprintf("endpoints[%d].nodeName", i), msg)
+			}
 		}
 	}
 	return p.list
@@ -89,8 +116,8 @@ func endpointsFor(sp *servicePort, slices []*discoveryv1.EndpointSlice) []endpoi
 			continue
 		}
 		for _, ep := range s.Endpoints {
-			a, _ := netip.ParseAddr(ep.Addresses[0])
-			ap := netip.AddrPortFrom(a.Unmap(), port)
+			a, _ := parseIP(ep.Addresses[0])
+			ap := netip.AddrPortFrom(a, port)
 			merge(byAddr, ap, ep)
 		}
 	}

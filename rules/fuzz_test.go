@@ -108,6 +108,10 @@ func snapshotFrom(data []byte) rules.Snapshot {
 	return s
 }
 
+// hostileNames try to end a name or a quoted string in the nft text and
+// add to the ruleset; the API server refuses them all.
+var hostileNames = []string{`x" ; flush ruleset ; "`, "a b", "x}\nchain evil {", `back\slash`, "ünï", "UPPER", "x\x00y", strings.Repeat("p", 70)}
+
 var protocols = []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP, "ICMP"}
 var types = []corev1.ServiceType{corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeExternalName}
 
@@ -123,6 +127,8 @@ func fuzzService(r *byteReader, i int) *corev1.Service {
 		svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "None", nil
 	case 2:
 		svc.Spec.ClusterIPs = []string{fmt.Sprintf("10.96.%d.%d", r.next(), int(r.next())+200)} // may be invalid
+	case 3:
+		svc.Spec.ClusterIPs = []string{fmt.Sprintf("fd00:96::%x%%eth0", r.next()), fmt.Sprintf("10.96.0%d.1", r.next())}
 	}
 	if r.pick(3) == 0 {
 		svc.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
@@ -143,8 +149,12 @@ func fuzzService(r *byteReader, i int) *corev1.Service {
 	}
 	for j := range 1 + r.pick(4) {
 		port := int32(r.next())<<8 | int32(r.next())
+		name := fmt.Sprintf("p%d", j%3)
+		if r.pick(8) == 0 {
+			name = hostileNames[r.pick(len(hostileNames))]
+		}
 		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{
-			Name: fmt.Sprintf("p%d", j%3), Port: port, Protocol: protocols[r.pick(len(protocols))],
+			Name: name, Port: port, Protocol: protocols[r.pick(len(protocols))],
 			NodePort: 30000 + int32(r.pick(50)),
 		})
 	}

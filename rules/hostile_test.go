@@ -180,7 +180,7 @@ func hostileCases() []hostileCase {
 			check: checkLongNames(longNS),
 		},
 		{
-			name: "Unicode in labels and annotations",
+			name: "Unicode in annotations",
 			svcs: []*corev1.Service{
 				withUnicode(service("intl", "web", "10.96.215.1", tcpPort("http", 80))),
 				service("intl", "wéb", "10.96.215.2", tcpPort("http", 80)),
@@ -199,7 +199,78 @@ func hostileCases() []hostileCase {
 					Config: rulestest.DefaultConfig(),
 				})
 				assert.Equal(t, serviceView(plain.Ruleset, "intl", "web"), serviceView(res.Ruleset, "intl", "web"),
-					"labels and annotations change nothing")
+					"annotations change nothing")
+			},
+		},
+		{
+			// The API server refuses labels that are not label keys and
+			// values; so does the builder, whatever the labels mean.
+			name: "invalid labels",
+			svcs: []*corev1.Service{
+				withLabels(service("labels", "key", "10.96.215.3", tcpPort("http", 80)), map[string]string{"ünïcödé/ключ": "x"}),
+				withLabels(service("labels", "value", "10.96.215.4", tcpPort("http", 80)), map[string]string{"app": "wéb-サービス"}),
+				withLabels(service("labels", "long", "10.96.215.5", tcpPort("http", 80)), map[string]string{"app": strings.Repeat("a", 64)}),
+				withLabels(service("labels", "empty-key", "10.96.215.6", tcpPort("http", 80)), map[string]string{"": "\x00"}),
+			},
+			slices: []*discoveryv1.EndpointSlice{
+				withSliceLabels(endpointSlice("labels", "ok", "ok-1", discoveryv1.AddressTypeIPv4, slicePorts("http", 80), "10.244.65.3"),
+					map[string]string{"team": "façade-🚀"}),
+				endpointSlice("labels", "x\" ; flush ruleset", "bad-1", discoveryv1.AddressTypeIPv4, slicePorts("http", 80), "10.244.65.4"),
+			},
+			problems: []string{
+				`Service labels/key: metadata.labels: Invalid value: "ünïcödé/ключ"`,
+				`Service labels/value: metadata.labels: Invalid value: "wéb-サービス"`,
+				`Service labels/long: metadata.labels: Invalid value:`,
+				`Service labels/empty-key: metadata.labels: Invalid value: ""`,
+				`EndpointSlice labels/ok-1: metadata.labels: Invalid value: "façade-🚀"`,
+				`EndpointSlice labels/bad-1: metadata.labels: Invalid value: "x\" ; flush ruleset"`,
+			},
+			check: func(t *testing.T, res rules.Result) {
+				for _, name := range []string{"key", "value", "long", "empty-key"} {
+					assert.Empty(t, serviceView(res.Ruleset, "labels", name), name)
+				}
+			},
+		},
+		{
+			// Everything that reaches a chain name or a comment passes
+			// the API server's checks, so nothing in it can end a quoted
+			// string or a name in the nft text.
+			name: "names and addresses the API server refuses",
+			svcs: []*corev1.Service{
+				service("refused", "port-name", "10.96.217.1", tcpPort("http\" ; flush ruleset ; \"", 80)),
+				service("refused", "port-case", "10.96.217.2", tcpPort("HTTP", 80)),
+				service("refused", "unnamed", "10.96.217.3", tcpPort("", 80), tcpPort("b", 81)),
+				withTargetPort(service("refused", "target", "10.96.217.4", tcpPort("http", 80)), intstr.FromString("web server")),
+				withTargetPort(service("refused", "target-num", "10.96.217.5", tcpPort("http", 80)), intstr.FromInt32(70000)),
+				service("refused", "zone", "fe80::1%eth0", tcpPort("http", 80)),
+				service("refused", "zeros", "10.096.217.6", tcpPort("http", 80)),
+				withExternalIPs(service("refused", "ext-zone", "10.96.217.7", tcpPort("http", 80)), "fe80::1%lo"),
+			},
+			slices: []*discoveryv1.EndpointSlice{
+				endpointSlice("refused", "ok", "second-addr", discoveryv1.AddressTypeIPv4, slicePorts("http", 80), "10.244.67.1", "10.244.67.01"),
+				endpointSlice("refused", "ok", "port-name", discoveryv1.AddressTypeIPv4, slicePorts("a b", 80), "10.244.67.2"),
+				endpointSlice("refused", "ok", "Bad_Name", discoveryv1.AddressTypeIPv4, slicePorts("http", 80), "10.244.67.3"),
+				endpointSlice("refused", "ok", "ipv6-zone", discoveryv1.AddressTypeIPv6, slicePorts("http", 80), "fd00::1%eth0"),
+			},
+			problems: []string{
+				`Service refused/port-name: spec.ports[0].name: "http\" ; flush ruleset ; \"" is not a valid port name`,
+				`Service refused/port-case: spec.ports[0].name: "HTTP" is not a valid port name`,
+				`Service refused/unnamed: spec.ports[0].name: is required when a Service has more than one port`,
+				`Service refused/target: spec.ports[0].targetPort: "web server" is not a valid port name`,
+				`Service refused/target-num: spec.ports[0].targetPort: 70000: must be between 1 and 65535`,
+				`Service refused/zone: spec.clusterIPs[0]: "fe80::1%eth0" is not an IP address`,
+				`Service refused/zeros: spec.clusterIPs[0]: "10.096.217.6" is not an IP address: it must not have leading 0s`,
+				`Service refused/ext-zone: spec.externalIPs[0]: "fe80::1%lo" is not an IP address`,
+				`EndpointSlice refused/second-addr: endpoints[1].addresses[0]: "10.244.67.01" is not an IP address`,
+				`EndpointSlice refused/port-name: ports[0].name: "a b" is not a valid port name`,
+				`EndpointSlice refused/Bad_Name: metadata.name: a lowercase RFC 1123 subdomain`,
+				`EndpointSlice refused/ipv6-zone: endpoints[0].addresses[0]: "fd00::1%eth0" is not an IP address`,
+			},
+			check: func(t *testing.T, res rules.Result) {
+				for _, name := range []string{"port-name", "port-case", "unnamed", "target", "target-num", "zone", "zeros", "ext-zone"} {
+					assert.Empty(t, serviceView(res.Ruleset, "refused", name), name)
+				}
+				assert.NotContains(t, res.Ruleset.String(), "flush")
 			},
 		},
 		{
@@ -419,7 +490,6 @@ func everything(svc *corev1.Service) *corev1.Service {
 }
 
 func withUnicode(svc *corev1.Service) *corev1.Service {
-	svc.Labels = map[string]string{"app": "wéb-サービス", "ünïcödé/ключ": "значение 🚀", "": "\x00\xff"}
 	svc.Annotations = map[string]string{
 		"service.kubernetes.io/topology-mode":        "Àuto",
 		"service.kubernetes.io/topology-aware-hints": "аuto", // Cyrillic a
@@ -429,8 +499,24 @@ func withUnicode(svc *corev1.Service) *corev1.Service {
 	return svc
 }
 
+func withTargetPort(svc *corev1.Service, tp intstr.IntOrString) *corev1.Service {
+	svc.Spec.Ports[0].TargetPort = tp
+	return svc
+}
+
+func withLabels(svc *corev1.Service, labels map[string]string) *corev1.Service {
+	svc.Labels = labels
+	return svc
+}
+
+func withSliceLabels(sl *discoveryv1.EndpointSlice, labels map[string]string) *discoveryv1.EndpointSlice {
+	for k, v := range labels {
+		sl.Labels[k] = v
+	}
+	return sl
+}
+
 func unicodeSlice(sl *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
-	sl.Labels["team"] = "façade-🚀"
 	sl.Annotations = map[string]string{"note": "\u202eevil\u202c", "endpoints.kubernetes.io/last-change-trigger-time": "昨日"}
 	return sl
 }
@@ -751,4 +837,19 @@ func dnats(t *testing.T, rs *rules.Ruleset, chain string) []netip.AddrPort {
 		}
 	}
 	return out
+}
+
+// TestRenderedTextKeepsItsShape renders names and comments made from text
+// that validation refuses, as if it had got through: no name or quoted
+// string in the nft text ends early.
+func TestRenderedTextKeepsItsShape(t *testing.T) {
+	for _, name := range []string{`x" ; flush ruleset ; "`, "a b", "x}\nchain evil {", `back\slash"`, "\x00\xff\u202e"} {
+		id := rules.PortID{Namespace: "ns", Name: "svc", Port: name, Proto: rules.ProtoTCP}
+		rs := &rules.Ruleset{Tables: []*rules.Table{{Family: rules.IPv4, Name: rules.TableName, Chains: []*rules.Chain{{
+			Name:  id.ServiceChain(),
+			Rules: []rules.Rule{{Comment: id.Comment(), Stmts: []rules.Stmt{rules.Verdict{Kind: rules.Drop}}}},
+		}}}}}
+		text := rs.String()
+		assert.Regexp(t, `^table ip nftproxy \{\n\tchain svc-[a-z2-7]{8}-ns/svc/tcp/[A-Za-z0-9/_.-]+ \{\n\t\tdrop comment "[^"\\\n]*"\n\t\}\n\}\n$`, text, "name %q", name)
+	}
 }

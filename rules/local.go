@@ -94,7 +94,7 @@ func nodeAddresses(s Snapshot) []netip.Addr {
 	}
 	if s.Node != nil {
 		for _, na := range s.Node.Status.Addresses {
-			if a, err := netip.ParseAddr(na.Address); err == nil && (na.Type == corev1.NodeInternalIP || na.Type == corev1.NodeExternalIP) {
+			if a, err := parseIP(na.Address); err == nil && (na.Type == corev1.NodeInternalIP || na.Type == corev1.NodeExternalIP) {
 				add(a)
 			}
 		}

@@ -79,11 +79,26 @@ const maxCommentLen = 128
 func objectName(prefix, id string, salt ...string) string {
 	sum := sha256.Sum256([]byte(strings.Join(append([]string{prefix, id}, salt...), "\x00")))
 	h := strings.ToLower(base32.StdEncoding.EncodeToString(sum[:])[:8])
-	name := prefix + "-" + h + "-" + id
+	name := prefix + "-" + h + "-" + nameSafe(id)
 	if len(name) > maxNameLen {
 		name = name[:maxNameLen]
 	}
 	return name
+}
+
+// nameSafe replaces every character that nft's parser does not read as
+// part of a name (letters, digits and "/\\_.-") with '_'. Validation keeps
+// such characters out of every Service; this makes sure that no input can
+// end a name early and add to the ruleset. The hash in front of the name
+// keeps names apart that differ only there.
+func nameSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune("/_.-", r):
+			return r
+		}
+		return '_'
+	}, s)
 }
 
 // PortID identifies one port of one Service in one IP family.

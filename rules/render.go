@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // String renders the whole ruleset as nft text, loadable with `nft -f`.
@@ -79,7 +80,7 @@ func (s *Set) render(b *strings.Builder, f Family) {
 		fmt.Fprintf(b, "\t\ttimeout %s\n", Duration(s.Timeout))
 	}
 	if s.Comment != "" {
-		fmt.Fprintf(b, "\t\tcomment %q\n", s.Comment)
+		fmt.Fprintf(b, "\t\tcomment %s\n", quoted(s.Comment))
 	}
 	if len(s.Elements) > 0 {
 		b.WriteString("\t\telements = {")
@@ -103,7 +104,7 @@ func (e Element) String() string {
 	}
 	s := strings.Join(parts, " . ")
 	if e.Comment != "" {
-		s += fmt.Sprintf(" comment %q", e.Comment)
+		s += " comment " + quoted(e.Comment)
 	}
 	if e.Verdict != nil {
 		s += " : " + e.Verdict.text()
@@ -150,9 +151,26 @@ func (r Rule) Text(f Family) string {
 		parts = append(parts, stmtText(s, f))
 	}
 	if r.Comment != "" {
-		parts = append(parts, fmt.Sprintf("comment %q", r.Comment))
+		parts = append(parts, "comment "+quoted(r.Comment))
 	}
 	return strings.Join(parts, " ")
+}
+
+// quoted renders s as an nft quoted string. nft's strings have no
+// escapes: the first double quote ends one. So a double quote becomes a
+// single one, and a backslash or a character that is not printable becomes
+// '?'. Validation keeps all of them out of what the ruleset holds; this
+// makes sure that no input can end the string early and add to the ruleset.
+func quoted(s string) string {
+	return `"` + strings.Map(func(r rune) rune {
+		switch {
+		case r == '"':
+			return '\''
+		case r == '\\' || !unicode.IsPrint(r):
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?")) + `"`
 }
 
 func priorityText(h *Hook) string {
@@ -187,7 +205,7 @@ func stmtText(s Stmt, f Family) string {
 		if s.Prefix {
 			name += "*"
 		}
-		return fmt.Sprintf("iifname %s%q", neg(s.Negate), name)
+		return fmt.Sprintf("iifname %s%s", neg(s.Negate), quoted(name))
 	case MatchCtNew:
 		return "ct state new"
 	case MatchCtDNAT:

@@ -81,27 +81,29 @@ func parseService(svc *corev1.Service, cfg Config) ([]*servicePort, []Problem) {
 	for _, msg := range validation.IsDNS1035Label(svc.Name) {
 		p.add("metadata.name", msg)
 	}
+	validateLabels(p, svc.Labels)
 	clusterIPs := svc.Spec.ClusterIPs
 	if len(clusterIPs) == 0 {
 		clusterIPs = []string{svc.Spec.ClusterIP}
 	}
 	byFamily := map[Family]netip.Addr{}
 	for i, s := range clusterIPs {
-		a, err := netip.ParseAddr(s)
+		a, err := parseIP(s)
 		if err != nil {
-			p.add(fmt.Sprintf("spec.clusterIPs[%d]", i), fmt.Sprintf("%q is not an IP address", s))
+			p.add(fmt.Sprintf("spec.clusterIPs[%d]", i), err.Error())
 			continue
 		}
 		// The first address of a family is the Service's, as in
 		// Kubernetes: clusterIPs[0] is spec.clusterIP.
 		if _, ok := byFamily[familyOf(a)]; !ok {
-			byFamily[familyOf(a)] = a.Unmap()
+			byFamily[familyOf(a)] = a
 		}
 	}
 	externalIPs := parseAddrs(p, "spec.externalIPs", svc.Spec.ExternalIPs)
 	lbIPs := loadBalancerIPs(p, svc)
 	ranges, invalidRanges := sourceRanges(p, svc.Spec.LoadBalancerSourceRanges)
 	ports := validatePorts(p, svc)
+	validatePortNames(p, svc.Spec.Ports)
 	if p.hard() {
 		return nil, p.list
 	}
@@ -232,12 +234,12 @@ func loadBalancerIPs(p *problems, svc *corev1.Service) []netip.Addr {
 		if ing.IP == "" || (ing.IPMode != nil && *ing.IPMode == corev1.LoadBalancerIPModeProxy) {
 			continue
 		}
-		a, err := netip.ParseAddr(ing.IP)
+		a, err := parseIP(ing.IP)
 		if err != nil {
-			p.add(fmt.Sprintf("status.loadBalancer.ingress[%d].ip", i), fmt.Sprintf("%q is not an IP address", ing.IP))
+			p.add(fmt.Sprintf("status.loadBalancer.ingress[%d].ip", i), err.Error())
 			continue
 		}
-		out = append(out, a.Unmap())
+		out = append(out, a)
 	}
 	return out
 }
@@ -278,12 +280,12 @@ func topologyMode(svc *corev1.Service) string {
 func parseAddrs(p *problems, field string, in []string) []netip.Addr {
 	var out []netip.Addr
 	for i, s := range in {
-		a, err := netip.ParseAddr(s)
+		a, err := parseIP(s)
 		if err != nil {
-			p.add(fmt.Sprintf("%s[%d]", field, i), fmt.Sprintf("%q is not an IP address", s))
+			p.add(fmt.Sprintf("%s[%d]", field, i), err.Error())
 			continue
 		}
-		out = append(out, a.Unmap())
+		out = append(out, a)
 	}
 	return out
 }
