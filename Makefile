@@ -33,9 +33,12 @@ conformance:
 
 ## build: the nftproxy binary in _output/bin
 # -buildvcs=auto records the commit for `nftproxy version` even where GOFLAGS
-# turns it off, and builds anyway outside a git checkout.
+# turns it off. Where git cannot read the checkout (no checkout, or one
+# that git refuses as owned by another user), Go would refuse to build
+# with it: the binary is built without the commit instead.
+BUILDVCS := $(shell git rev-parse HEAD >/dev/null 2>&1 && echo auto || echo false)
 build:
-	CGO_ENABLED=0 go build -trimpath -buildvcs=auto -o $(BIN)/nftproxy .
+	CGO_ENABLED=0 go build -trimpath -buildvcs=$(BUILDVCS) -o $(BIN)/nftproxy .
 
 ## image: the container image as an archive in _output/images, without Docker (TAG=... to choose the tag)
 image:

@@ -115,7 +115,11 @@ func TestBuiltBinary(t *testing.T) {
 		t.Skip("builds the binary (left out by -short)")
 	}
 	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
-	require.NoError(t, err, "needs a git checkout")
+	if err != nil {
+		// A source tarball, or a checkout git will not read: the build
+		// then has no commit to record, and none to compare with.
+		t.Skipf("git cannot read this checkout (%v): no commit to compare with", err)
+	}
 	if fi, err := os.Stat("../../.git"); err == nil && !fi.IsDir() {
 		// Go looks for a .git directory; a worktree has a .git file.
 		t.Skip("a git worktree: Go records no VCS information there")
