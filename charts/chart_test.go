@@ -291,6 +291,13 @@ func TestTemplateAllOptions(t *testing.T) {
 	var binding rbacv1.ClusterRoleBinding
 	decode(t, objects, "ClusterRoleBinding", &binding)
 	assert.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: "nftproxy-sa", Namespace: "monitoring"}}, binding.Subjects)
+	// config.metricsSecureServing adds what the authn/authz filter needs.
+	var role rbacv1.ClusterRole
+	decode(t, objects, "ClusterRole", &role)
+	assert.Subset(t, role.Rules, []rbacv1.PolicyRule{
+		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+	})
 
 	var svc corev1.Service
 	decode(t, objects, "Service", &svc)
@@ -497,6 +504,9 @@ spec:
                       port: {type: string}
                       path: {type: string}
                       interval: {type: string}
+                      scheme: {type: string}
+                      bearerTokenFile: {type: string}
+                      tlsConfig: {type: object, properties: {insecureSkipVerify: {type: boolean}}}
                       relabelings:
                         type: array
                         items:
@@ -544,6 +554,9 @@ spec:
                       port: {type: string}
                       path: {type: string}
                       interval: {type: string}
+                      scheme: {type: string}
+                      tlsConfig: {type: object, properties: {insecureSkipVerify: {type: boolean}}}
+                      authorization: {type: object, properties: {type: {type: string}, credentials: {type: object, properties: {name: {type: string}, key: {type: string}}}}}
                       relabelings:
                         type: array
                         items: {type: object, properties: {sourceLabels: {type: array, items: {type: string}}, targetLabel: {type: string}, regex: {type: string}, action: {type: string}, replacement: {type: string}}}
@@ -679,6 +692,9 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			{[]string{"list", "pods", "--all-namespaces"}, "no"},
 			{[]string{"delete", "events", "-n", "default"}, "no"},
 			{[]string{"list", "events", "-n", "default"}, "no"},
+			// Only with config.metricsSecureServing.
+			{[]string{"create", "tokenreviews.authentication.k8s.io"}, "no"},
+			{[]string{"create", "subjectaccessreviews.authorization.k8s.io"}, "no"},
 		}
 		for _, tt := range tests {
 			assert.Equal(t, tt.want, canI(tt.args...), "can-i %s", strings.Join(tt.args, " "))
@@ -704,6 +720,14 @@ func TestManifestsOnAPIServer(t *testing.T) {
 		_, err = kubectl(t, cluster, "get", "-n", "monitoring", "servicemonitor/allon-proxy", "service/allon-proxy-metrics", "daemonset/allon-proxy",
 			"podmonitor/allon-proxy", "prometheusrule/allon-proxy")
 		require.NoError(t, err)
+		// config.metricsSecureServing: the agent may ask the API server
+		// about the scrapers.
+		as := "--as=system:serviceaccount:monitoring:nftproxy-sa"
+		waitFor(t, 15*time.Second, "the agent allowed to create TokenReviews and SubjectAccessReviews", func() bool {
+			a, _ := kubectl(t, cluster, "auth", "can-i", as, "create", "tokenreviews.authentication.k8s.io")
+			b, _ := kubectl(t, cluster, "auth", "can-i", as, "create", "subjectaccessreviews.authorization.k8s.io")
+			return strings.TrimSpace(a) == "yes" && strings.TrimSpace(b) == "yes"
+		})
 	})
 }
 

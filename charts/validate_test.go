@@ -1,8 +1,10 @@
 package charts
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nftproxy/nftproxy/charts/internal/valuesdoc"
@@ -290,4 +293,70 @@ func TestReadmeUpToDate(t *testing.T) {
 	got, err := os.ReadFile("nftproxy/README.md")
 	require.NoError(t, err)
 	assert.Equal(t, want, string(got), "charts/nftproxy/README.md is out of date: run go run ./charts/gen > charts/nftproxy/README.md")
+}
+
+// TestMetricsSecureServing: config.metricsSecureServing reaches the
+// agent's file, adds the rules the authn/authz filter needs to the agent's
+// ClusterRole, and makes the monitors scrape over HTTPS; off, as by
+// default, it adds nothing.
+func TestMetricsSecureServing(t *testing.T) {
+	reviews := []rbacv1.PolicyRule{
+		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+	}
+	monitors := "config: {metricsBindAddress: 0.0.0.0:10249, metricsSecureServing: %t}\n" +
+		"metrics: {service: {enabled: true}, serviceMonitor: {enabled: true}, podMonitor: {enabled: true," +
+		" authorization: {type: Bearer, credentials: {name: scraper, key: token}}}}"
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprintf("on=%t", on), func(t *testing.T) {
+			objects := render(t, "nftproxy", "kube-system", valuesFile(t, fmt.Sprintf(monitors, on)))
+			cfg, err := config.Load(configFile(t, objects))
+			require.NoError(t, err)
+			assert.Equal(t, on, cfg.MetricsSecureServing)
+
+			var role rbacv1.ClusterRole
+			decode(t, objects, "ClusterRole", &role)
+			for _, r := range reviews {
+				assert.Equal(t, on, slices.ContainsFunc(role.Rules, func(got rbacv1.PolicyRule) bool {
+					return reflect.DeepEqual(got, r)
+				}), "rule %v", r)
+			}
+
+			// The monitors' CRDs are not Go types here: read them as maps.
+			var sm, pm struct {
+				Spec struct {
+					Endpoints    []map[string]any `json:"endpoints"`
+					PodEndpoints []map[string]any `json:"podMetricsEndpoints"`
+				} `json:"spec"`
+			}
+			for _, o := range objects {
+				switch o.Kind {
+				case "ServiceMonitor":
+					require.NoError(t, yaml.Unmarshal(o.raw, &sm))
+				case "PodMonitor":
+					require.NoError(t, yaml.Unmarshal(o.raw, &pm))
+				}
+			}
+			pm.Spec.Endpoints = pm.Spec.PodEndpoints
+			require.Len(t, sm.Spec.Endpoints, 1)
+			require.Len(t, pm.Spec.Endpoints, 1)
+			if !on {
+				for _, ep := range []map[string]any{sm.Spec.Endpoints[0], pm.Spec.Endpoints[0]} {
+					assert.NotContains(t, ep, "scheme")
+					assert.NotContains(t, ep, "tlsConfig")
+					assert.NotContains(t, ep, "authorization")
+					assert.NotContains(t, ep, "bearerTokenFile")
+				}
+				return
+			}
+			insecure := map[string]any{"insecureSkipVerify": true}
+			assert.Equal(t, "https", sm.Spec.Endpoints[0]["scheme"])
+			assert.Equal(t, insecure, sm.Spec.Endpoints[0]["tlsConfig"], "the agent's certificate is self-signed")
+			assert.Equal(t, "/var/run/secrets/kubernetes.io/serviceaccount/token", sm.Spec.Endpoints[0]["bearerTokenFile"])
+			assert.Equal(t, "https", pm.Spec.Endpoints[0]["scheme"])
+			assert.Equal(t, insecure, pm.Spec.Endpoints[0]["tlsConfig"])
+			assert.Equal(t, map[string]any{"type": "Bearer", "credentials": map[string]any{"name": "scraper", "key": "token"}},
+				pm.Spec.Endpoints[0]["authorization"])
+		})
+	}
 }

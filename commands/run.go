@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/nftproxy/nftproxy/applier"
@@ -138,7 +139,7 @@ func run(ctx context.Context, cfg config.Configuration, master, netnsPath string
 	}
 	mgr, err := ctrl.NewManager(restCfg, manager.Options{
 		Cache:                  controllers.CacheOptions(cfg.NodeName),
-		Metrics:                metricsserver.Options{BindAddress: metricsAddress(cfg.MetricsBindAddress)},
+		Metrics:                metricsOptions(cfg),
 		HealthProbeBindAddress: "0", // served below, read-only and with kube-proxy's body
 		Logger:                 log,
 	})
@@ -210,6 +211,20 @@ func metricsAddress(bind string) string {
 		return "0"
 	}
 	return bind
+}
+
+// metricsOptions are the metrics server's options. With
+// metricsSecureServing, controller-runtime serves HTTPS with a self-signed
+// certificate (no CertDir given) and asks the API server about every
+// request: a TokenReview for its bearer token, then a SubjectAccessReview
+// for get on its path.
+func metricsOptions(cfg config.Configuration) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: metricsAddress(cfg.MetricsBindAddress)}
+	if cfg.MetricsSecureServing {
+		o.SecureServing = true
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return o
 }
 
 // conntrackSettings is the conntrack section of the configuration, which

@@ -528,7 +528,7 @@ func TestFlagTags(t *testing.T) {
 	values := map[string]string{
 		"node-name": "n", "hostname-override": "n", "cluster-cidr": "10.0.0.0/8", "ip-families": "IPv6",
 		"nodeport-addresses": "primary", "min-sync-period": "2s", "sync-period": "3s",
-		"metrics-bind-address": ":1", "healthz-bind-address": ":2", "masquerade-bit": "1",
+		"metrics-bind-address": ":1", "metrics-secure-serving": "true", "healthz-bind-address": ":2", "masquerade-bit": "1",
 		"v": "1", "logging-format": "json", "kubeconfig": "/k", "kube-api-qps": "1", "kube-api-burst": "1",
 		"conntrack-max-per-core": "1", "conntrack-min": "1", "conntrack-tcp-timeout-established": "1s",
 		"conntrack-tcp-timeout-close-wait": "1s", "conntrack-tcp-be-liberal": "true",

@@ -50,6 +50,7 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.DurationVar(&v.MinSyncPeriod.Duration, "min-sync-period", d.MinSyncPeriod.Duration, "The shortest time between two ruleset updates.")
 	fs.DurationVar(&v.SyncPeriod.Duration, "sync-period", d.SyncPeriod.Duration, "The longest time between two full ruleset updates.")
 	fs.Var(newBindAddressValue(&v.MetricsBindAddress), "metrics-bind-address", "The IP address and port of the metrics server (IP:port, or an IP alone for port "+port(d.MetricsBindAddress)+").")
+	fs.BoolVar(&v.MetricsSecureServing, "metrics-secure-serving", d.MetricsSecureServing, "Serve metrics over HTTPS to clients the API server authenticates and authorizes for get on /metrics.")
 	fs.Var(newBindAddressValue(&v.HealthzBindAddress), "healthz-bind-address", "The IP address and port of the health server (IP:port, or an IP alone for port "+port(d.HealthzBindAddress)+").")
 	fs.Int32Var(&v.MasqueradeBit, "masquerade-bit", d.MasqueradeBit, "The bit of the packet mark (0-31) that flags packets to masquerade.")
 	fs.BoolVar(&v.MasqueradeAll, "masquerade-all", d.MasqueradeAll, "Masquerade all traffic sent to a Service's ClusterIP.")

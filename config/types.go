@@ -105,6 +105,16 @@ type Configuration struct {
 	// the endpoint off, as in kube-proxy.
 	MetricsBindAddress string `json:"metricsBindAddress" flag:"metrics-bind-address"`
 
+	// metricsSecureServing serves the metrics endpoint over HTTPS, with a
+	// self-signed certificate, and answers only clients that the API server
+	// vouches for: the request's bearer token is checked with a TokenReview
+	// (401 without a valid one) and its user with a SubjectAccessReview for
+	// `get` on the non-resource URL `/metrics` (403 without it). The agent
+	// then needs `create` on tokenreviews.authentication.k8s.io and
+	// subjectaccessreviews.authorization.k8s.io; the Helm chart adds that
+	// when this is on. Off by default: plain HTTP, as kube-proxy serves it.
+	MetricsSecureServing bool `json:"metricsSecureServing" flag:"metrics-secure-serving"`
+
 	// healthzBindAddress is the IP address and port of the health endpoints
 	// `/healthz` (liveness: the ruleset was updated recently) and `/readyz`
 	// (readiness: the first full update is done), as `host:port`; an empty
