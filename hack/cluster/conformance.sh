@@ -59,6 +59,9 @@ run() {
 to_kube_proxy() {
   log "swapping nftproxy for kube-proxy $("$BIN/kube-proxy" --version 2>/dev/null | awk '{print $2}') in nftables mode"
   "$BIN/helm" --kubeconfig "$STATE/kubeconfig" uninstall nftproxy -n kube-system --wait >/dev/null
+  # helm waits for the DaemonSet, not for its pods: an agent still shutting
+  # down holds the health and metrics ports kube-proxy is about to take.
+  kubectl -n kube-system wait --for=delete pod -l app.kubernetes.io/name=nftproxy --timeout=120s >/dev/null
   (cd "$ROOT" && CGO_ENABLED=0 go build -o "$BIN/nftproxy" .)
   local n
   for n in $(nodes); do
@@ -72,11 +75,16 @@ to_kube_proxy() {
   done
   for n in $(nodes); do
     local i
-    for i in $(seq 1 60); do
+    for i in $(seq 1 120); do
       ip netns exec "$n" nft list tables 2>/dev/null | grep -q 'table ip kube-proxy' && break
       sleep 1
     done
-    ip netns exec "$n" nft list tables | grep -q 'table ip kube-proxy' || die "kube-proxy did not program $n; see $STATE/logs/kube-proxy-$n.log"
+    if ! ip netns exec "$n" nft list tables | grep -q 'table ip kube-proxy'; then
+      # The cluster and its logs may be gone by the time anyone looks.
+      echo "kube-proxy on $n, $(kill -0 "$(cat "$STATE/pids/kube-proxy-$n")" 2>/dev/null && echo running || echo exited); its log ends:" >&2
+      tail -n 40 "$STATE/logs/kube-proxy-$n.log" >&2 || true
+      die "kube-proxy did not program $n within 120 s"
+    fi
   done
 }
 
