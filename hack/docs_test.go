@@ -34,6 +34,7 @@ var generatedDocs = []string{"docs/configuration.md", "docs/metrics.md"}
 var foreign = map[string]string{
 	"Reconciler error":             "controller-runtime's log message for a reconcile that returned an error",
 	"--node-monitor-grace-period":  "kube-controller-manager's flag",
+	"--num-nodes":                  "e2e.test's flag",
 	"controller_runtime_*":         "controller-runtime's metrics, checked against its source",
 	"kube-proxy's own `--cleanup`": "kube-proxy's flag",
 }
